@@ -1,0 +1,283 @@
+// Package engine holds greymilter's decision pipeline: the one place where a
+// recipient of an SMTP transaction is judged, whichever front end (milter or
+// policy server) asked.
+//
+// A decision runs an ordered list of named steps (bypass, lists, known,
+// DNSWL, DNSBL, suspicion, greylist). Each step may settle the verdict or
+// leave it to the next one; the first step that settles wins. Front ends only
+// translate their wire format into a Request and a Verdict back into a reply.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// Request is what the MTA tells us about one recipient of one transaction.
+type Request struct {
+	ClientAddr netip.Addr // the SMTP client's address (unmapped)
+	ClientName string     // verified reverse name; "" when the MTA had none ("unknown")
+	Helo       string     // HELO/EHLO argument as given
+	Sender     string     // envelope sender without brackets; "" is the null sender
+	Recipient  string     // envelope recipient without brackets
+	AuthUser   string     // SASL login name; "" when not authenticated
+	QueueID    string     // MTA queue id, for the log only
+}
+
+// Action is what the MTA is told to do with a recipient.
+type Action int
+
+const (
+	// Pass lets the recipient through (milter: continue; policy: DUNNO or PREPEND).
+	Pass Action = iota
+	// Defer answers a temporary error (4xx).
+	Defer
+	// Reject answers a permanent error (5xx).
+	Reject
+)
+
+func (a Action) String() string {
+	switch a {
+	case Pass:
+		return "pass"
+	case Defer:
+		return "greylist"
+	case Reject:
+		return "reject"
+	}
+	return fmt.Sprintf("action(%d)", int(a))
+}
+
+// Header is a header field to add to a message that passes.
+type Header struct {
+	Name, Value string
+}
+
+// Verdict is the engine's answer for one recipient.
+type Verdict struct {
+	Action  Action
+	Code    int    // SMTP reply code, e.g. 451; 0 for Pass
+	ECode   string // enhanced status code, e.g. "4.7.1"
+	Text    string // reply text without code
+	Wait    time.Duration
+	Headers []Header // added to the message if it is accepted
+	Step    string   // the step that settled the verdict
+	Reason  string   // why, in one word: new, early-retry, passed, known, ...
+	DryRun  bool     // the verdict was computed but the MTA is told Pass
+}
+
+// Reply formats the verdict as an SMTP reply line ("451 4.7.1 text").
+func (v Verdict) Reply() string {
+	return fmt.Sprintf("%d %s %s", v.Code, v.ECode, v.Text)
+}
+
+// Decision is the state shared by the steps of one decision. Steps read the
+// request, may add headers, scores and facts for later steps, and settle the
+// verdict by returning true from Run.
+type Decision struct {
+	Req *Request
+	Now time.Time
+
+	// Verdict is the result once a step settled it.
+	Verdict Verdict
+	// Headers accumulates headers that go on the message whatever step
+	// settles (e.g. X-RBL-Warning in mark mode).
+	Headers []Header
+	// Score is the suspicion score gathered by the heuristic checks.
+	Score int
+	// ForceGreylist is set by a step (e.g. DNSBL in greylist mode) that
+	// wants the greylist step to run whatever the suspicion steps say.
+	ForceGreylist bool
+	// Identity, when set, replaces the client subnet in the triplet (e.g.
+	// "spf:example.com" when SPF passed for the sender's domain).
+	Identity string
+	// attrs are key=value pairs for the decision's log line.
+	attrs []slog.Attr
+}
+
+// Note adds a key=value pair to the decision's log line.
+func (d *Decision) Note(key string, value any) {
+	d.attrs = append(d.attrs, slog.Any(key, value))
+}
+
+// Step is one named stage of the pipeline.
+type Step interface {
+	// Name identifies the step in logs and verdicts.
+	Name() string
+	// Run examines the decision. It returns true when it settled
+	// d.Verdict, which ends the pipeline.
+	Run(ctx context.Context, d *Decision) (settled bool, err error)
+}
+
+// Clock tells the time; tests give a fake one.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns the current time.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// OnError says what the MTA is told when the engine fails internally.
+type OnError int
+
+const (
+	// OnErrorTempfail answers 451 4.3.0 so the sender retries later.
+	OnErrorTempfail OnError = iota
+	// OnErrorAccept lets the recipient through unchecked.
+	OnErrorAccept
+)
+
+// Engine runs the pipeline.
+type Engine struct {
+	steps   []Step
+	clock   Clock
+	log     *slog.Logger
+	onError OnError
+	dryRun  bool
+	timeout time.Duration
+	metrics *Metrics
+}
+
+// Options configures an Engine.
+type Options struct {
+	Clock   Clock        // default SystemClock
+	Logger  *slog.Logger // default slog.Default()
+	OnError OnError
+	// DryRun makes every decision and logs it, but tells the MTA Pass.
+	DryRun bool
+	// Timeout bounds a whole decision; steps abstain when it runs out.
+	Timeout time.Duration
+}
+
+// New builds an engine that runs steps in the order given.
+func New(opts Options, steps ...Step) *Engine {
+	e := &Engine{steps: steps, clock: opts.Clock, log: opts.Logger, onError: opts.OnError, dryRun: opts.DryRun, timeout: opts.Timeout, metrics: newMetrics()}
+	if e.clock == nil {
+		e.clock = SystemClock{}
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	return e
+}
+
+// Metrics returns the engine's counters.
+func (e *Engine) Metrics() *Metrics { return e.metrics }
+
+// Decide judges one recipient. It never fails: an internal error or panic
+// becomes the configured fallback verdict, and is logged.
+func (e *Engine) Decide(ctx context.Context, req *Request) (v Verdict) {
+	d := &Decision{Req: req, Now: e.clock.Now()}
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("engine panic", "panic", p, "stack", string(debug.Stack()))
+			v = e.fallback(d, fmt.Errorf("panic: %v", p))
+		}
+		e.metrics.count(v)
+	}()
+	if e.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.timeout)
+		defer cancel()
+	}
+	v, err := e.run(ctx, d)
+	if err != nil {
+		return e.fallback(d, err)
+	}
+	e.logDecision(slog.LevelInfo, d, v)
+	if e.dryRun && v.Action != Pass {
+		v = Verdict{Action: Pass, Step: v.Step, Reason: v.Reason, DryRun: true, Headers: d.Headers}
+	}
+	return v
+}
+
+func (e *Engine) run(ctx context.Context, d *Decision) (Verdict, error) {
+	for _, s := range e.steps {
+		settled, err := s.Run(ctx, d)
+		if err != nil {
+			return Verdict{}, fmt.Errorf("%s: %w", s.Name(), err)
+		}
+		if settled {
+			v := d.Verdict
+			if v.Step == "" {
+				v.Step = s.Name()
+			}
+			v.Headers = append(append([]Header(nil), d.Headers...), v.Headers...)
+			return v, nil
+		}
+	}
+	return Verdict{Action: Pass, Step: "end", Reason: "no-step-decided", Headers: d.Headers}, nil
+}
+
+func (e *Engine) fallback(d *Decision, err error) Verdict {
+	v := Verdict{Step: "error", Reason: "internal-error"}
+	if e.onError == OnErrorTempfail {
+		v.Action, v.Code, v.ECode, v.Text = Defer, 451, "4.3.0", "Temporary local problem, please try again later"
+	}
+	d.Note("error", err.Error())
+	e.logDecision(slog.LevelError, d, v)
+	return v
+}
+
+func (e *Engine) logDecision(level slog.Level, d *Decision, v Verdict) {
+	if !e.log.Enabled(context.Background(), level) {
+		return
+	}
+	r := d.Req
+	attrs := make([]slog.Attr, 0, 12+len(d.attrs))
+	attrs = append(attrs,
+		slog.String("action", v.Action.String()),
+		slog.String("reason", v.Reason),
+		slog.String("step", v.Step),
+		slog.String("client", r.ClientAddr.String()),
+		slog.String("client_name", nameOrUnknown(r.ClientName)),
+		slog.String("helo", r.Helo),
+		slog.String("sender", "<"+r.Sender+">"),
+		slog.String("recipient", "<"+r.Recipient+">"),
+	)
+	if v.Wait > 0 {
+		attrs = append(attrs, slog.Int("wait", int(v.Wait.Round(time.Second)/time.Second)))
+	}
+	if r.QueueID != "" {
+		attrs = append(attrs, slog.String("queue_id", r.QueueID))
+	}
+	if e.dryRun && v.Action != Pass {
+		attrs = append(attrs, slog.Bool("dry_run", true))
+	}
+	attrs = append(attrs, d.attrs...)
+	e.log.LogAttrs(context.Background(), level, "decision", attrs...)
+}
+
+func nameOrUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// ExpandTemplate replaces {SECONDS}, {CLIENT}, {SENDER}, {RECIPIENT} and any
+// extra {KEY} given in vars in a reply template.
+func ExpandTemplate(tmpl string, r *Request, wait time.Duration, vars ...string) string {
+	if !strings.Contains(tmpl, "{") {
+		return tmpl
+	}
+	pairs := []string{
+		"{SECONDS}", fmt.Sprint(int64((wait + time.Second - 1) / time.Second)),
+		"{CLIENT}", r.ClientAddr.String(),
+		"{ADDR}", r.ClientAddr.String(),
+		"{SENDER}", r.Sender,
+		"{RECIPIENT}", r.Recipient,
+	}
+	for i := 0; i+1 < len(vars); i += 2 {
+		pairs = append(pairs, "{"+vars[i]+"}", vars[i+1])
+	}
+	return strings.NewReplacer(pairs...).Replace(tmpl)
+}

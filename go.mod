@@ -1,0 +1,17 @@
+module github.com/greymilter/greymilter
+
+go 1.26.8
+
+require (
+	blitiri.com.ar/go/spf v1.6.0
+	github.com/emersion/go-milter v0.5.0
+	github.com/mattn/go-sqlite3 v1.14.53
+	github.com/miekg/dns v1.1.73
+	github.com/spf13/pflag v1.1.0
+	golang.org/x/net v0.62.0
+)
+
+require (
+	github.com/emersion/go-message v0.18.2 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)
