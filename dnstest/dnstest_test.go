@@ -31,8 +31,8 @@ func TestAnswers(t *testing.T) {
 		{"WWW.Example.Test", dns.TypeAAAA, dns.RcodeSuccess, 1, false, false},
 		{"alias.example.test", dns.TypeA, dns.RcodeSuccess, 2, false, false},
 		{"example.test", dns.TypeTXT, dns.RcodeSuccess, 1, false, false},
-		{"www.example.test", dns.TypeMX, dns.RcodeSuccess, 0, true, false},  // NODATA
-		{"b.c.example.test", dns.TypeA, dns.RcodeSuccess, 0, true, false},   // empty non-terminal
+		{"www.example.test", dns.TypeMX, dns.RcodeSuccess, 0, true, false},   // NODATA
+		{"b.c.example.test", dns.TypeA, dns.RcodeSuccess, 0, true, false},    // empty non-terminal
 		{"nope.example.test", dns.TypeA, dns.RcodeNameError, 0, true, false}, // NXDOMAIN
 		{"other.test", dns.TypeA, dns.RcodeRefused, 0, false, false},
 		{"broken.example.test", dns.TypeA, dns.RcodeServerFailure, 0, false, false},
