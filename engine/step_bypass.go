@@ -5,8 +5,9 @@ import (
 	"net/netip"
 )
 
-// Bypass lets authenticated senders and clients from trusted networks
-// through before anything else is looked at.
+// Bypass lets authenticated senders, clients from trusted networks and
+// local submissions (no client address: the MTA's own pickup, a unix
+// socket) through before anything else is looked at.
 type Bypass struct {
 	Trusted []netip.Prefix
 }
@@ -19,6 +20,10 @@ func (b *Bypass) Run(_ context.Context, d *Decision) (bool, error) {
 	if d.Req.AuthUser != "" {
 		d.Verdict = Verdict{Action: Pass, Reason: "authenticated"}
 		d.Note("auth_user", d.Req.AuthUser)
+		return true, nil
+	}
+	if !d.Req.ClientAddr.IsValid() {
+		d.Verdict = Verdict{Action: Pass, Reason: "local"}
 		return true, nil
 	}
 	for _, p := range b.Trusted {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// durationValue is a pflag.Value for durations that also takes plain
+// seconds ("300", as postgrey's --delay) and days ("35d").
+type durationValue time.Duration
+
+func newDuration(p *time.Duration, def time.Duration) *durationValue {
+	*p = def
+	return (*durationValue)(p)
+}
+
+func (d *durationValue) Set(s string) error {
+	v, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+func (d *durationValue) Type() string { return "duration" }
+
+func (d *durationValue) String() string {
+	v := time.Duration(*d)
+	if v != 0 && v%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", v/(24*time.Hour))
+	}
+	return v.String()
+}
+
+// parseDuration reads "300" (seconds), "35d" (days) or a Go duration.
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("negative duration %q", s)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad duration %q: want seconds, a number of days like 35d, or a Go duration like 5m", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q: want seconds, a number of days like 35d, or a Go duration like 5m", s)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("negative duration %q", s)
+	}
+	return v, nil
+}
+
+// modeValue is a pflag.Value for an octal file mode such as 0660.
+type modeValue fs.FileMode
+
+func (m *modeValue) Set(s string) error {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o777 {
+		return fmt.Errorf("bad file mode %q: want octal permissions like 0660", s)
+	}
+	*m = modeValue(v)
+	return nil
+}
+
+func (m *modeValue) Type() string   { return "mode" }
+func (m *modeValue) String() string { return fmt.Sprintf("%#o", uint32(*m)) }
+
+// choiceValue is a pflag.Value that takes one of a fixed set of words.
+type choiceValue struct {
+	value   *string
+	choices []string
+}
+
+func newChoice(p *string, def string, choices ...string) *choiceValue {
+	*p = def
+	return &choiceValue{value: p, choices: choices}
+}
+
+func (c *choiceValue) Set(s string) error {
+	for _, ch := range c.choices {
+		if s == ch {
+			*c.value = s
+			return nil
+		}
+	}
+	return fmt.Errorf("want one of %s", strings.Join(c.choices, ", "))
+}
+
+func (c *choiceValue) Type() string   { return strings.Join(c.choices, "|") }
+func (c *choiceValue) String() string { return *c.value }

@@ -1,0 +1,482 @@
+package greylist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+// ErrClosed is returned by a store that has been closed.
+var ErrClosed = errors.New("greylist: store closed")
+
+// maxBatch bounds how many operations share one write transaction.
+const maxBatch = 256
+
+// purgeBatch bounds how many rows one purge transaction deletes, so that
+// decisions queued behind it wait little.
+const purgeBatch = 2000
+
+// migrations are applied in order; PRAGMA user_version counts those done.
+var migrations = []string{
+	`CREATE TABLE triplets (
+		client     TEXT NOT NULL,
+		sender     TEXT NOT NULL,
+		recipient  TEXT NOT NULL,
+		first_seen INTEGER NOT NULL, -- unix milliseconds
+		last_seen  INTEGER NOT NULL,
+		passed_at  INTEGER NOT NULL DEFAULT 0,
+		attempts   INTEGER NOT NULL DEFAULT 1,
+		PRIMARY KEY (client, sender, recipient)
+	) WITHOUT ROWID;
+	CREATE INDEX triplets_last_seen ON triplets (last_seen);
+	CREATE INDEX triplets_unverified ON triplets (first_seen) WHERE passed_at = 0;
+	CREATE TABLE clients (
+		client    TEXT PRIMARY KEY,
+		passes    INTEGER NOT NULL,
+		last_seen INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX clients_last_seen ON clients (last_seen);`,
+}
+
+// SQLite is a Store in an SQLite database file (or in memory).
+//
+// Every write goes through one goroutine that owns the only writing
+// connection. It takes all the operations waiting and runs them in one
+// transaction (group commit), so that many concurrent decisions cost one
+// commit. The database runs in WAL mode with synchronous=NORMAL: a
+// committed transaction survives the process being killed.
+type SQLite struct {
+	w     *sql.DB // the one writing connection
+	r     *sql.DB // readers (the writer itself for :memory:)
+	ops   chan *op
+	touch chan touchOp
+	quit  chan struct{}
+	done  chan struct{}
+
+	// mu guards closed: senders hold it shared while they queue, so that
+	// Close, which takes it exclusively, knows nothing is queued after it.
+	mu     sync.RWMutex
+	closed bool
+
+	selTriplet, upTriplet, upClient, touchTriplet, touchClient *sql.Stmt
+	readTriplet, readClient                                    *sql.Stmt
+}
+
+type op struct {
+	run func(tx *sql.Tx) error
+	err chan error // nil for fire-and-forget operations
+	ctx context.Context
+}
+
+type touchOp struct {
+	key Key
+	now time.Time
+}
+
+// OpenSQLite opens (creating and migrating as needed) the database at path;
+// ":memory:" keeps everything in memory.
+func OpenSQLite(path string) (*SQLite, error) {
+	memory := path == ":memory:"
+	params := url.Values{
+		"_busy_timeout": {"5000"},
+		"_txlock":       {"immediate"},
+	}
+	var dsn string
+	if memory {
+		dsn = "file::memory:?" + params.Encode()
+	} else {
+		params.Set("_journal_mode", "WAL")
+		params.Set("_synchronous", "NORMAL")
+		dsn = "file:" + escapePath(path) + "?" + params.Encode()
+	}
+	w, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("greylist: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := migrate(w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("greylist: %s: %w", path, err)
+	}
+	s := &SQLite{
+		w: w, r: w,
+		ops:    make(chan *op, 4*maxBatch),
+		touch:  make(chan touchOp, 4096),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if !memory {
+		ro := url.Values{"_busy_timeout": {"5000"}, "_query_only": {"true"}}
+		r, err := sql.Open("sqlite3", "file:"+escapePath(path)+"?"+ro.Encode())
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("greylist: open %s for reading: %w", path, err)
+		}
+		r.SetMaxOpenConns(8)
+		r.SetMaxIdleConns(8)
+		s.r = r
+	}
+	if err := s.prepare(); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("greylist: %s: %w", path, err)
+	}
+	go s.writer()
+	return s, nil
+}
+
+func escapePath(p string) string {
+	return strings.NewReplacer("?", "%3f", "#", "%23").Replace(p)
+}
+
+func migrate(db *sql.DB) error {
+	var version int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this greymilter knows (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+func (s *SQLite) prepare() error {
+	stmts := []struct {
+		db   *sql.DB
+		dst  **sql.Stmt
+		text string
+	}{
+		{s.w, &s.selTriplet, `SELECT first_seen, last_seen, passed_at, attempts FROM triplets WHERE client = ? AND sender = ? AND recipient = ?`},
+		{s.w, &s.upTriplet, `INSERT INTO triplets (client, sender, recipient, first_seen, last_seen, passed_at, attempts)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (client, sender, recipient) DO UPDATE SET
+			first_seen = excluded.first_seen, last_seen = excluded.last_seen,
+			passed_at = excluded.passed_at, attempts = excluded.attempts`},
+		{s.w, &s.upClient, `INSERT INTO clients (client, passes, last_seen) VALUES (?, 1, ?)
+			ON CONFLICT (client) DO UPDATE SET passes = passes + 1, last_seen = excluded.last_seen`},
+		{s.w, &s.touchTriplet, `UPDATE triplets SET last_seen = ? WHERE client = ? AND sender = ? AND recipient = ? AND last_seen < ?`},
+		{s.w, &s.touchClient, `UPDATE clients SET last_seen = ? WHERE client = ? AND last_seen < ?`},
+		{s.r, &s.readTriplet, `SELECT first_seen, last_seen, passed_at, attempts FROM triplets WHERE client = ? AND sender = ? AND recipient = ?`},
+		{s.r, &s.readClient, `SELECT passes, last_seen FROM clients WHERE client = ?`},
+	}
+	for _, st := range stmts {
+		p, err := st.db.Prepare(st.text)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", st.text, err)
+		}
+		*st.dst = p
+	}
+	return nil
+}
+
+// writer runs every write, batching what is queued into one transaction.
+func (s *SQLite) writer() {
+	defer close(s.done)
+	batch := make([]*op, 0, maxBatch)
+	for {
+		select {
+		case o := <-s.ops:
+			batch = append(batch[:0], o)
+		case t := <-s.touch:
+			batch = append(batch[:0], s.touchOp(t))
+		case <-s.quit:
+			s.drain()
+			return
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			case t := <-s.touch:
+				batch = append(batch, s.touchOp(t))
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// drain runs what was queued before Close.
+func (s *SQLite) drain() {
+	for {
+		select {
+		case o := <-s.ops:
+			s.commit([]*op{o})
+		case t := <-s.touch:
+			s.commit([]*op{s.touchOp(t)})
+		default:
+			return
+		}
+	}
+}
+
+// commit runs a batch in one transaction. If any operation fails the batch
+// is rolled back and each operation is run again on its own, so that one bad
+// operation fails alone.
+func (s *SQLite) commit(batch []*op) {
+	live := batch[:0:0]
+	for _, o := range batch {
+		if o.ctx != nil && o.ctx.Err() != nil {
+			o.reply(o.ctx.Err())
+			continue
+		}
+		live = append(live, o)
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := s.runTx(live)
+	if err == nil || len(live) == 1 {
+		for _, o := range live {
+			o.reply(err)
+		}
+		return
+	}
+	for _, o := range live {
+		o.reply(s.runTx([]*op{o}))
+	}
+}
+
+func (s *SQLite) runTx(ops []*op) error {
+	tx, err := s.w.Begin()
+	if err != nil {
+		return fmt.Errorf("greylist: begin: %w", err)
+	}
+	for _, o := range ops {
+		if err := o.run(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("greylist: commit: %w", err)
+	}
+	return nil
+}
+
+func (o *op) reply(err error) {
+	if o.err != nil {
+		o.err <- err
+	}
+}
+
+// do queues fn for the writer and waits until it is committed.
+func (s *SQLite) do(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	o := &op{run: fn, err: make(chan error, 1), ctx: ctx}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.ops <- o:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	// Once queued the operation is waited for even past the context's
+	// end: its result must not be lost half-way, and the batch is quick.
+	return <-o.err
+}
+
+// Attempt implements Store.
+func (s *SQLite) Attempt(ctx context.Context, key Key, rules Rules, now time.Time) (Result, error) {
+	var res Result
+	err := s.do(ctx, func(tx *sql.Tx) error {
+		rec, found, err := scanRecord(tx.Stmt(s.selTriplet).QueryRow(key.Client, key.Sender, key.Recipient))
+		if err != nil {
+			return fmt.Errorf("greylist: read triplet: %w", err)
+		}
+		res = rules.Apply(rec, found, now)
+		r := res.Record
+		if _, err := tx.Stmt(s.upTriplet).Exec(key.Client, key.Sender, key.Recipient,
+			ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts); err != nil {
+			return fmt.Errorf("greylist: write triplet: %w", err)
+		}
+		if res.Outcome == Passed {
+			if _, err := tx.Stmt(s.upClient).Exec(key.Client, ms(now)); err != nil {
+				return fmt.Errorf("greylist: write client: %w", err)
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+// Lookup implements Store.
+func (s *SQLite) Lookup(ctx context.Context, key Key) (Record, bool, error) {
+	rec, found, err := scanRecord(s.readTriplet.QueryRowContext(ctx, key.Client, key.Sender, key.Recipient))
+	if err != nil {
+		return Record{}, false, fmt.Errorf("greylist: lookup: %w", err)
+	}
+	return rec, found, nil
+}
+
+// Client implements Store.
+func (s *SQLite) Client(ctx context.Context, client string) (ClientRecord, bool, error) {
+	var passes int
+	var last int64
+	err := s.readClient.QueryRowContext(ctx, client).Scan(&passes, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ClientRecord{}, false, nil
+	}
+	if err != nil {
+		return ClientRecord{}, false, fmt.Errorf("greylist: client lookup: %w", err)
+	}
+	return ClientRecord{Passes: passes, LastSeen: fromMS(last)}, true, nil
+}
+
+// Touch implements Store. When the queue is full the touch is dropped: it
+// will come again with the next mail of that triplet.
+func (s *SQLite) Touch(key Key, now time.Time) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return
+	}
+	select {
+	case s.touch <- touchOp{key, now}:
+	default:
+	}
+}
+
+// touchGrace is how stale last_seen must be before a touch rewrites it:
+// purges count in days, so an hour's precision saves most writes.
+const touchGrace = time.Hour
+
+func (s *SQLite) touchOp(t touchOp) *op {
+	return &op{run: func(tx *sql.Tx) error {
+		now, before := ms(t.now), ms(t.now.Add(-touchGrace))
+		if _, err := tx.Stmt(s.touchTriplet).Exec(now, t.key.Client, t.key.Sender, t.key.Recipient, before); err != nil {
+			return fmt.Errorf("greylist: touch triplet: %w", err)
+		}
+		if _, err := tx.Stmt(s.touchClient).Exec(now, t.key.Client, before); err != nil {
+			return fmt.Errorf("greylist: touch client: %w", err)
+		}
+		return nil
+	}}
+}
+
+// Purge implements Store.
+func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeStats, error) {
+	var st PurgeStats
+	old := ms(now.Add(-rules.MaxAge))
+	type purgeStep struct {
+		count *int
+		query string
+		arg   int64
+	}
+	limit := fmt.Sprint(purgeBatch)
+	steps := []purgeStep{
+		{&st.Triplets, `DELETE FROM triplets WHERE (client, sender, recipient) IN
+			(SELECT client, sender, recipient FROM triplets WHERE last_seen < ? LIMIT ` + limit + `)`, old},
+		{&st.Clients, `DELETE FROM clients WHERE client IN
+			(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `)`, old},
+	}
+	if rules.PurgeUnverified > 0 {
+		steps = append(steps, purgeStep{&st.Unverified, `DELETE FROM triplets WHERE (client, sender, recipient) IN
+			(SELECT client, sender, recipient FROM triplets WHERE passed_at = 0 AND first_seen < ? LIMIT ` + limit + `)`,
+			ms(now.Add(-rules.PurgeUnverified))})
+	}
+	for _, step := range steps {
+		for {
+			var n int64
+			err := s.do(ctx, func(tx *sql.Tx) error {
+				res, err := tx.Exec(step.query, step.arg)
+				if err != nil {
+					return fmt.Errorf("greylist: purge: %w", err)
+				}
+				n, err = res.RowsAffected()
+				return err
+			})
+			if err != nil {
+				return st, err
+			}
+			*step.count += int(n)
+			if n < purgeBatch {
+				break
+			}
+		}
+	}
+	return st, nil
+}
+
+// Close implements Store: queued operations are committed first.
+func (s *SQLite) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.quit)
+	<-s.done
+	return s.closeDBs()
+}
+
+func (s *SQLite) closeDBs() error {
+	var errs []error
+	if s.r != s.w {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	return errors.Join(errs...)
+}
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanRecord(row rowScanner) (Record, bool, error) {
+	var first, last, passed int64
+	var attempts int
+	err := row.Scan(&first, &last, &passed, &attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, err
+	}
+	return Record{FirstSeen: fromMS(first), LastSeen: fromMS(last), PassedAt: fromMS(passed), Attempts: attempts}, true, nil
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}

@@ -1,0 +1,218 @@
+// Package milter is greymilter's milter front end: it speaks the Sendmail
+// milter protocol (through github.com/emersion/go-milter) with Postfix or
+// Sendmail, turns each RCPT into an engine.Request and each Verdict into
+// that recipient's reply, and adds the verdicts' headers at end of message.
+package milter
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"strings"
+	"sync"
+
+	gomilter "github.com/emersion/go-milter"
+
+	"github.com/greymilter/greymilter/engine"
+)
+
+// Decider judges one recipient; *engine.Engine is one.
+type Decider interface {
+	Decide(ctx context.Context, req *engine.Request) engine.Verdict
+}
+
+// Server is a milter server in front of a Decider.
+type Server struct {
+	decider Decider
+	log     *slog.Logger
+	srv     *gomilter.Server
+
+	// inFlight is held shared by every decision; Shutdown takes it
+	// exclusively to wait for the decisions under way.
+	inFlight sync.RWMutex
+}
+
+// Protocol is what greymilter asks the MTA to send: everything up to RCPT,
+// and no message content (the end of message still comes, for headers).
+const Protocol = gomilter.OptNoBody | gomilter.OptNoHeaders | gomilter.OptNoEOH | gomilter.OptNoUnknown | gomilter.OptNoData
+
+// New returns a milter server that asks d about every recipient.
+func New(d Decider, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{decider: d, log: log}
+	s.srv = &gomilter.Server{
+		NewMilter: func() gomilter.Milter { return &session{srv: s} },
+		Actions:   gomilter.OptAddHeader,
+		Protocol:  Protocol,
+	}
+	return s
+}
+
+// Serve accepts MTA connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.srv.Serve(ln)
+	if err == gomilter.ErrServerClosed {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits, until ctx ends, for the
+// decisions in flight to be answered.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.srv.Close()
+	drained := make(chan struct{})
+	go func() {
+		s.inFlight.Lock()
+		s.inFlight.Unlock()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reply is a milter answer that keeps the session going. go-milter starts a
+// new backend (losing the connection's state) after any answer whose
+// Continue is false, but a per-recipient temporary failure and the end of a
+// message do not end the SMTP session, so they must keep it.
+type reply gomilter.Message
+
+func (r *reply) Response() *gomilter.Message { return (*gomilter.Message)(r) }
+func (r *reply) Continue() bool              { return true }
+
+var (
+	replyContinue = &reply{Code: byte(gomilter.ActContinue)}
+	replyAccept   = &reply{Code: byte(gomilter.ActAccept)}
+)
+
+// smtpReply answers with an SMTP reply line (SMFIR_REPLYCODE).
+func smtpReply(line string) *reply {
+	// The reply is a C string: a NUL inside would cut it.
+	line = strings.ReplaceAll(line, "\x00", "")
+	return &reply{Code: byte(gomilter.ActReplyCode), Data: append([]byte(line), 0)}
+}
+
+// session is the state of one MTA connection.
+type session struct {
+	srv *Server
+
+	// connection
+	addr netip.Addr
+	name string
+	helo string
+
+	// transaction
+	sender   string
+	authUser string
+	queueID  string
+	headers  []engine.Header
+}
+
+func (s *session) Connect(host string, family string, port uint16, addr net.IP, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.addr = netip.Addr{}
+	if a, ok := netip.AddrFromSlice(addr); ok {
+		s.addr = a.Unmap()
+	}
+	s.name = clientName(host)
+	return replyContinue, nil
+}
+
+// clientName keeps a verified client name. Postfix says "unknown" and
+// Sendmail "[192.0.2.1]" when the name did not verify.
+func clientName(host string) string {
+	if host == "unknown" || strings.HasPrefix(host, "[") {
+		return ""
+	}
+	return strings.TrimSuffix(host, ".")
+}
+
+func (s *session) Helo(name string, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.helo = name
+	return replyContinue, nil
+}
+
+func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.resetTransaction()
+	s.sender = from
+	s.authUser = m.Macros["{auth_authen}"]
+	s.queueID = m.Macros["i"]
+	return replyContinue, nil
+}
+
+func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, error) {
+	if id := m.Macros["i"]; id != "" {
+		s.queueID = id
+	}
+	req := &engine.Request{
+		ClientAddr: s.addr,
+		ClientName: s.name,
+		Helo:       s.helo,
+		Sender:     s.sender,
+		Recipient:  rcpt,
+		AuthUser:   s.authUser,
+		QueueID:    s.queueID,
+	}
+	s.srv.inFlight.RLock()
+	v := s.srv.decider.Decide(context.Background(), req)
+	s.srv.inFlight.RUnlock()
+	if v.Action == engine.Pass {
+		s.addHeaders(v.Headers)
+		return replyContinue, nil
+	}
+	return smtpReply(v.Reply()), nil
+}
+
+// addHeaders remembers headers for the end of the message, once each.
+func (s *session) addHeaders(hs []engine.Header) {
+	for _, h := range hs {
+		dup := false
+		for _, have := range s.headers {
+			if have.Name == h.Name && (have.Name == "X-Greylist" || have.Value == h.Value) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			s.headers = append(s.headers, h)
+		}
+	}
+}
+
+func (s *session) Header(name string, value string, m *gomilter.Modifier) (gomilter.Response, error) {
+	return replyContinue, nil
+}
+
+func (s *session) Headers(h textproto.MIMEHeader, m *gomilter.Modifier) (gomilter.Response, error) {
+	return replyContinue, nil
+}
+
+func (s *session) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
+	return replyContinue, nil
+}
+
+func (s *session) Body(m *gomilter.Modifier) (gomilter.Response, error) {
+	for _, h := range s.headers {
+		if err := m.AddHeader(h.Name, h.Value); err != nil {
+			return nil, err
+		}
+	}
+	s.resetTransaction()
+	return replyAccept, nil
+}
+
+func (s *session) Abort(m *gomilter.Modifier) error {
+	s.resetTransaction()
+	return nil
+}
+
+func (s *session) resetTransaction() {
+	s.sender, s.authUser, s.queueID, s.headers = "", "", "", nil
+}
