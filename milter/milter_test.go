@@ -1,0 +1,218 @@
+package milter
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+
+	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/greylist"
+)
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// startServer runs a real greymilter engine (bypass, known, greylist on an
+// in-memory SQLite store) behind the milter server on a loopback port.
+func startServer(t *testing.T) (addr string, clock *fakeClock) {
+	t.Helper()
+	store, err := greylist.OpenSQLite(":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	clock = &fakeClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	rules := greylist.DefaultRules
+	rules.Delay = 5 * time.Minute
+	g := &engine.Greylisting{
+		Greylist: &greylist.Greylist{Store: store, Rules: rules},
+		Keyer:    greylist.DefaultKeyer,
+		Hostname: "mx.test",
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := engine.New(engine.Options{Clock: clock, Logger: log}, &engine.Bypass{}, g.KnownStep(), g.GreylistStep())
+	srv := New(e, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return ln.Addr().String(), clock
+}
+
+// mtaSession opens a milter session as Postfix would, up to MAIL FROM.
+func mtaSession(t *testing.T, addr, clientIP, sender string, mailMacros ...string) *gomilter.ClientSession {
+	t.Helper()
+	c := gomilter.NewClientWithOptions("tcp", addr, gomilter.ClientOptions{
+		ReadTimeout:  5 * time.Second,
+		WriteTimeout: 5 * time.Second,
+		ActionMask:   gomilter.OptAddHeader,
+		ProtocolMask: gomilter.OptNoBody | gomilter.OptNoHeaders | gomilter.OptNoEOH,
+	})
+	s, err := c.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	mustContinue(t, "connect", must(s.Conn("mail.example.org", gomilter.FamilyInet, 25, clientIP)))
+	mustContinue(t, "helo", must(s.Helo("mail.example.org")))
+	if len(mailMacros) > 0 {
+		if err := s.Macros(gomilter.CodeMail, mailMacros...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustContinue(t, "mail", must(s.Mail(sender, nil)))
+	return s
+}
+
+func must(a *gomilter.Action, err error) *gomilter.Action {
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func mustContinue(t *testing.T, what string, a *gomilter.Action) {
+	t.Helper()
+	if a.Code != gomilter.ActContinue {
+		t.Fatalf("%s: got action %c %d %q, want continue", what, a.Code, a.SMTPCode, a.SMTPText)
+	}
+}
+
+func TestPerRecipientReplies(t *testing.T) {
+	addr, clock := startServer(t)
+
+	// First transaction: both recipients are new, both deferred, each
+	// with its own reply, and the session goes on.
+	s := mtaSession(t, addr, "192.0.2.10", "<alice@example.org>")
+	for _, rcpt := range []string{"<bob@example.net>", "<carol@example.net>"} {
+		a := must(s.Rcpt(rcpt, nil))
+		if a.Code != gomilter.ActReplyCode || a.SMTPCode != 451 || !strings.HasPrefix(a.SMTPText, "4.7.1 Greylisted, please try again in 300 seconds") {
+			t.Fatalf("rcpt %s: got %c %d %q, want 451 4.7.1 with 300 seconds", rcpt, a.Code, a.SMTPCode, a.SMTPText)
+		}
+	}
+	if err := s.Abort(); err != nil {
+		t.Fatal(err)
+	}
+
+	clock.advance(2 * time.Minute)
+	// Early retry in the same connection: the wait is what is left.
+	mustContinue(t, "mail again", must(s.Mail("<alice@example.org>", nil)))
+	a := must(s.Rcpt("<bob@example.net>", nil))
+	if a.SMTPCode != 451 || !strings.Contains(a.SMTPText, "in 180 seconds") {
+		t.Fatalf("early retry: got %d %q, want 451 with 180 seconds", a.SMTPCode, a.SMTPText)
+	}
+	s.Abort()
+
+	clock.advance(4 * time.Minute)
+	// After the delay: bob passes, dave (new) is deferred, in one transaction.
+	s2 := mtaSession(t, addr, "192.0.2.77", "<alice@example.org>") // same /24
+	mustContinue(t, "rcpt bob after delay", must(s2.Rcpt("<bob@example.net>", nil)))
+	a = must(s2.Rcpt("<dave@example.net>", nil))
+	if a.SMTPCode != 451 {
+		t.Fatalf("new recipient in the same transaction: got %d %q, want 451", a.SMTPCode, a.SMTPText)
+	}
+	mods, act, err := s2.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if act.Code != gomilter.ActAccept {
+		t.Fatalf("end of message: got %c, want accept", act.Code)
+	}
+	var found []string
+	for _, m := range mods {
+		if m.Code == gomilter.ActAddHeader {
+			found = append(found, m.HeaderName+": "+m.HeaderValue)
+		}
+	}
+	if len(found) != 1 || !strings.HasPrefix(found[0], "X-Greylist: delayed 360 seconds by greymilter at mx.test; ") {
+		t.Fatalf("headers added = %q, want one X-Greylist delayed 360 seconds", found)
+	}
+
+	// The connection's state survives the end of the message: a second
+	// message in the same session is judged with the same client, so a
+	// new recipient is greylisted (not waved through as a local client).
+	mustContinue(t, "second mail", must(s2.Mail("<alice@example.org>", nil)))
+	mustContinue(t, "known triplet", must(s2.Rcpt("<bob@example.net>", nil)))
+	if a := must(s2.Rcpt("<erin@example.net>", nil)); a.SMTPCode != 451 {
+		t.Fatalf("second message, new recipient: got %c %d, want 451", a.Code, a.SMTPCode)
+	}
+}
+
+func TestAuthenticatedSenderPasses(t *testing.T) {
+	addr, _ := startServer(t)
+	s := mtaSession(t, addr, "203.0.113.5", "<roamer@example.org>", "{auth_authen}", "roamer")
+	mustContinue(t, "rcpt", must(s.Rcpt("<someone@example.net>", nil)))
+	mods, _, err := s.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mods {
+		if m.Code == gomilter.ActAddHeader {
+			t.Errorf("authenticated mail got header %s: %s", m.HeaderName, m.HeaderValue)
+		}
+	}
+	// The same client without authentication is greylisted.
+	s2 := mtaSession(t, addr, "203.0.113.5", "<roamer@example.org>")
+	if a := must(s2.Rcpt("<someone@example.net>", nil)); a.SMTPCode != 451 {
+		t.Fatalf("unauthenticated: got %c %d, want 451", a.Code, a.SMTPCode)
+	}
+}
+
+func TestMalformedPacketClosesOnlyThatConnection(t *testing.T) {
+	addr, _ := startServer(t)
+	good := mtaSession(t, addr, "192.0.2.10", "<alice@example.org>")
+
+	bad, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	// A connect packet with no payload after its code.
+	if _, err := bad.Write([]byte{0, 0, 0, 1, 'C'}); err != nil {
+		t.Fatal(err)
+	}
+	bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := bad.Read(make([]byte, 16)); err == nil {
+		t.Fatal("malformed connect packet: connection still open")
+	}
+	// The other session is unaffected.
+	if a := must(good.Rcpt("<bob@example.net>", nil)); a.SMTPCode != 451 {
+		t.Fatalf("good session after a bad one: got %c %d", a.Code, a.SMTPCode)
+	}
+}
+
+func TestClientName(t *testing.T) {
+	for in, want := range map[string]string{
+		"unknown":           "",
+		"[192.0.2.1]":       "",
+		"mail.example.org.": "mail.example.org",
+		"mail.example.org":  "mail.example.org",
+	} {
+		if got := clientName(in); got != want {
+			t.Errorf("clientName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
