@@ -1,0 +1,46 @@
+// Package harness runs greymilter end to end: a real Postfix instance, the
+// real greymilter binary and a small SMTP client that shows the reply to
+// every recipient, so that tests see what a remote mail server would see.
+//
+// Typical use:
+//
+//	gm := harness.Greymilter(t, "--delay", "3s")
+//	pf := harness.Postfix(t, harness.PostfixOptions{Milter: gm.Socket})
+//	res := harness.Send(t, pf.Addr, harness.Envelope{
+//		ClientAddr: "192.0.2.10",
+//		From:       "alice@example.org",
+//		To:         []string{"bob@" + harness.Domain},
+//	})
+//	// res.Rcpt[0] is "451 4.7.1 Greylisted, please try again in 3 seconds"
+//
+// # Postfix
+//
+// Each call to [Postfix] starts a private instance: main.cf and master.cf in
+// their own config_directory, queue_directory, data_directory and Maildir
+// base under t.TempDir(), smtpd on a free loopback port, and every process
+// run unchrooted. It needs root: "postfix -c DIR start" run by root accepts a
+// config directory that the default main.cf does not list in
+// alternate_config_directories (checked with Postfix 3.7), so nothing under
+// /etc/postfix is read for the instance or written, and the system instance
+// needs neither to exist nor to run. Instances are independent, so tests
+// that use them may run in parallel.
+//
+// Mail for any address in [Domain] is delivered by virtual(8) into one
+// Maildir owned by "nobody", which virtual(8) lets no map split by local
+// part; [PostfixInstance.WaitMessage] tells recipients apart by the
+// Delivered-To header that virtual(8) adds.
+// Other destinations go to the error transport: nothing leaves the machine.
+// XCLIENT is allowed from 127.0.0.1, so that a test poses as any client
+// address (use the documentation ranges 192.0.2.0/24, 198.51.100.0/24,
+// 203.0.113.0/24 and 2001:db8::/32; loopback is trusted by greymilter).
+// SASL is enabled (never offered to anyone for real) so that XCLIENT LOGIN=
+// marks the session as authenticated and Postfix hands the login name to
+// milters as {auth_authen} and to policy servers as sasl_username.
+//
+// # Requirements
+//
+// The tests need root and the postfix binaries (plus miltertest or swaks for
+// the tests that use them). When something is missing [Require] skips the
+// test with a message, except under CI (CI=true) where it fails it: in CI a
+// missing dependency must never turn into a silently green run.
+package harness

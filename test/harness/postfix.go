@@ -1,0 +1,246 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Domain is the mail domain a [PostfixInstance] delivers locally.
+const Domain = "test.example"
+
+// PostfixOptions configures a [PostfixInstance].
+type PostfixOptions struct {
+	// Milter is the smtpd_milters value, e.g. "inet:127.0.0.1:PORT"
+	// (see [GreymilterProcess.Socket]). Empty: no milter.
+	Milter string
+	// PolicyService is the argument of a check_policy_service restriction
+	// put in smtpd_recipient_restrictions, e.g. "inet:127.0.0.1:PORT".
+	// Empty: no policy service.
+	PolicyService string
+	// MainCF holds extra main.cf lines, appended last so that they override
+	// the harness's own settings.
+	MainCF []string
+}
+
+// PostfixInstance is a running Postfix started by [Postfix].
+type PostfixInstance struct {
+	Addr      string // smtpd address, "127.0.0.1:PORT"
+	ConfigDir string // config_directory, holding main.cf and master.cf
+	QueueDir  string // queue_directory
+	Maildir   string // where virtual(8) delivers the mail of every recipient
+	LogFile   string // maillog_file
+}
+
+// Postfix starts a private Postfix instance for the test and stops it, with
+// every process it started, when the test ends. See the package comment for
+// what the instance is set up to do. When the test fails its mail log is
+// written to the test log.
+func Postfix(t testing.TB, opts PostfixOptions) *PostfixInstance {
+	t.Helper()
+	Require(t, "postfix")
+	postfixCmd, _ := lookPath("postfix")
+
+	root := t.TempDir()
+	// Postfix daemons run as "postfix" and virtual(8) as "nobody": both
+	// must reach into the test's directory, which Go creates private.
+	for _, d := range []string{filepath.Dir(root), root} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatalf("harness: postfix: %v", err)
+		}
+	}
+	p := &PostfixInstance{
+		Addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))),
+		ConfigDir: filepath.Join(root, "etc"),
+		QueueDir:  filepath.Join(root, "queue"),
+		Maildir:   filepath.Join(root, "mail", "Maildir"),
+		LogFile:   filepath.Join(root, "maillog"),
+	}
+	dataDir := filepath.Join(root, "data")
+	owner, err := user.Lookup("postfix")
+	if err != nil {
+		t.Fatalf("harness: postfix: mail_owner: %v", err)
+	}
+	mailbox, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatalf("harness: postfix: mailbox owner: %v", err)
+	}
+	for _, d := range []struct {
+		path string
+		u    *user.User
+	}{{p.ConfigDir, nil}, {p.QueueDir, nil}, {dataDir, owner}, {filepath.Dir(p.Maildir), mailbox}} {
+		if err := os.Mkdir(d.path, 0o755); err != nil {
+			t.Fatalf("harness: postfix: %v", err)
+		}
+		if d.u != nil {
+			uid, _ := strconv.Atoi(d.u.Uid)
+			gid, _ := strconv.Atoi(d.u.Gid)
+			if err := os.Chown(d.path, uid, gid); err != nil {
+				t.Fatalf("harness: postfix: %v", err)
+			}
+		}
+	}
+
+	files := map[string]string{
+		"main.cf":   p.mainCF(dataDir, mailbox, opts),
+		"master.cf": fmt.Sprintf(masterCF, p.Addr),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(p.ConfigDir, name), []byte(content), 0o644); err != nil {
+			t.Fatalf("harness: postfix: %v", err)
+		}
+	}
+
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("postfix mail log %s:\n%s", p.LogFile, p.Log())
+		}
+		p.stop(t, postfixCmd)
+	})
+	if out, err := p.postfix(postfixCmd, "start"); err != nil {
+		t.Fatalf("harness: postfix -c %s start: %v\n%s\nmail log:\n%s", p.ConfigDir, err, out, p.Log())
+	}
+	if err := waitListening(p.Addr, 10*time.Second); err != nil {
+		t.Fatalf("harness: postfix smtpd: %v\nmail log:\n%s", err, p.Log())
+	}
+	return p
+}
+
+func (p *PostfixInstance) mainCF(dataDir string, mailbox *user.User, opts PostfixOptions) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, mainCF, p.QueueDir, dataDir, filepath.Dir(p.LogFile), p.LogFile,
+		Domain, filepath.Dir(p.Maildir), mailbox.Uid, mailbox.Gid)
+	if opts.Milter != "" {
+		fmt.Fprintf(&b, "smtpd_milters = %s\n", opts.Milter)
+	}
+	if opts.PolicyService != "" {
+		fmt.Fprintf(&b, "smtpd_recipient_restrictions = check_policy_service %s\n", opts.PolicyService)
+	}
+	for _, l := range opts.MainCF {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
+
+// The harness's main.cf. Every path is the instance's own; the only files
+// read from the system are the Postfix programs and /etc/postfix's
+// dynamicmaps.cf (meta_directory).
+const mainCF = `compatibility_level = 3.6
+queue_directory = %s
+data_directory = %s
+maillog_file_prefixes = %s
+maillog_file = %s
+myhostname = mx.%[5]s
+mydomain = %[5]s
+myorigin = %[5]s
+mydestination =
+alias_maps =
+alias_database =
+inet_interfaces = loopback-only
+inet_protocols = ipv4, ipv6
+mynetworks = 127.0.0.0/8
+smtpd_peername_lookup = no
+smtpd_authorized_xclient_hosts = 127.0.0.1
+smtpd_sasl_auth_enable = yes
+smtpd_error_sleep_time = 0
+smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
+virtual_mailbox_domains = %[5]s
+virtual_mailbox_base = %[6]s
+virtual_mailbox_maps = static:Maildir/
+virtual_uid_maps = static:%[7]s
+virtual_gid_maps = static:%[8]s
+default_transport = error:no mail leaves a test instance
+relay_transport = error:no mail leaves a test instance
+smtp_dns_support_level = disabled
+milter_protocol = 6
+milter_default_action = tempfail
+milter_connect_timeout = 5s
+milter_command_timeout = 10s
+milter_content_timeout = 10s
+`
+
+// The harness's master.cf: smtpd on the instance's port, the daemons a local
+// delivery needs, nothing chrooted. %s is the smtpd address.
+const masterCF = `%s inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+
+// Log returns the instance's mail log so far.
+func (p *PostfixInstance) Log() string {
+	b, err := os.ReadFile(p.LogFile)
+	if err != nil {
+		return fmt.Sprintf("(no mail log: %v)", err)
+	}
+	return string(b)
+}
+
+func (p *PostfixInstance) postfix(postfixCmd string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, postfixCmd, append([]string{"-c", p.ConfigDir}, args...)...)
+	return cmd.CombinedOutput()
+}
+
+// stop stops the instance with "postfix stop", then kills whatever is left
+// of master's process group (master runs in a session of its own, and its
+// children stay in it).
+func (p *PostfixInstance) stop(t testing.TB, postfixCmd string) {
+	pid := p.masterPID()
+	if out, err := p.postfix(postfixCmd, "stop"); err != nil {
+		t.Logf("harness: postfix -c %s stop: %v\n%s", p.ConfigDir, err, out)
+	}
+	if pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
+
+func (p *PostfixInstance) masterPID() int {
+	b, err := os.ReadFile(filepath.Join(p.QueueDir, "pid", "master.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// waitListening waits until something accepts TCP connections on addr.
+func waitListening(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s after %v: %w", addr, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
