@@ -106,11 +106,3 @@ func (r Rules) Apply(rec Record, found bool, now time.Time) Result {
 	wait := r.required(rec.Attempts) - elapsed
 	return Result{Outcome: EarlyRetry, Wait: wait, Record: rec}
 }
-
-// Expired tells whether maintenance should forget a record at time now.
-func (r Rules) Expired(rec Record, now time.Time) bool {
-	if now.Sub(rec.LastSeen) > r.MaxAge {
-		return true
-	}
-	return !rec.Passed() && r.PurgeUnverified > 0 && now.Sub(rec.FirstSeen) > r.PurgeUnverified
-}

@@ -1,0 +1,304 @@
+package greylist
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var testRules = Rules{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, MaxWait: 12 * time.Hour, MaxAge: 35 * 24 * time.Hour, PurgeUnverified: 48 * time.Hour}
+
+func openers(t *testing.T) map[string]func() *SQLite {
+	return map[string]func() *SQLite{
+		"memory": func() *SQLite { return mustOpen(t, ":memory:") },
+		"file":   func() *SQLite { return mustOpen(t, filepath.Join(t.TempDir(), "g.db")) },
+	}
+}
+
+func mustOpen(t *testing.T, path string) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func key(i int) Key {
+	return Key{Client: fmt.Sprintf("192.0.%d.0/24", i%250), Sender: fmt.Sprintf("s%d@example.org", i), Recipient: "r@example.net"}
+}
+
+func TestStoreAttemptLifecycle(t *testing.T) {
+	for name, open := range openers(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open()
+			ctx := context.Background()
+			k := key(1)
+			steps := []struct {
+				at   time.Duration
+				want Outcome
+			}{{0, New}, {time.Minute, EarlyRetry}, {6 * time.Minute, Passed}, {7 * time.Minute, Known}}
+			for _, st := range steps {
+				res, err := s.Attempt(ctx, k, testRules, t0.Add(st.at))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Outcome != st.want {
+					t.Fatalf("at +%v: %v, want %v", st.at, res.Outcome, st.want)
+				}
+			}
+			rec, found, err := s.Lookup(ctx, k)
+			if err != nil || !found {
+				t.Fatalf("Lookup: %v %v", found, err)
+			}
+			if !rec.FirstSeen.Equal(t0) || !rec.PassedAt.Equal(t0.Add(6*time.Minute)) || rec.Attempts != 3 {
+				t.Errorf("stored record %+v", rec)
+			}
+			c, found, err := s.Client(ctx, k.Client)
+			if err != nil || !found || c.Passes != 1 {
+				t.Errorf("client record %+v found=%v err=%v, want 1 pass", c, found, err)
+			}
+			if _, found, _ := s.Lookup(ctx, key(2)); found {
+				t.Error("Lookup of an unknown triplet found something")
+			}
+		})
+	}
+}
+
+func TestStoreConcurrentAttemptsAreAtomic(t *testing.T) {
+	for name, open := range openers(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open()
+			const n = 64
+			var wg sync.WaitGroup
+			outcomes := make(chan Outcome, n)
+			for range n {
+				wg.Go(func() {
+					res, err := s.Attempt(context.Background(), key(7), testRules, t0)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					outcomes <- res.Outcome
+				})
+			}
+			wg.Wait()
+			close(outcomes)
+			count := map[Outcome]int{}
+			for o := range outcomes {
+				count[o]++
+			}
+			if count[New] != 1 || count[EarlyRetry] != n-1 {
+				t.Errorf("outcomes %v, want exactly one new and %d early retries", count, n-1)
+			}
+			rec, _, _ := s.Lookup(context.Background(), key(7))
+			if rec.Attempts != n {
+				t.Errorf("attempts = %d, want %d", rec.Attempts, n)
+			}
+		})
+	}
+}
+
+func TestStorePurge(t *testing.T) {
+	for name, open := range openers(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open()
+			ctx := context.Background()
+			day := 24 * time.Hour
+			// Passed long ago, never seen since: expired by max-age.
+			mustAttempt(t, s, key(1), t0)
+			mustAttempt(t, s, key(1), t0.Add(10*time.Minute))
+			// Passed long ago but touched recently: kept.
+			mustAttempt(t, s, key(2), t0)
+			mustAttempt(t, s, key(2), t0.Add(10*time.Minute))
+			s.Touch(key(2), t0.Add(30*day))
+			// Never passed, first seen 3 days before the purge: unverified.
+			mustAttempt(t, s, key(3), t0.Add(33*day))
+			// Never passed, recent: kept.
+			mustAttempt(t, s, key(4), t0.Add(36*day-time.Hour))
+
+			st, err := s.Purge(ctx, testRules, t0.Add(36*day))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Triplets != 1 || st.Unverified != 1 {
+				t.Errorf("purge stats %+v, want 1 expired and 1 unverified triplet", st)
+			}
+			for i, want := range map[int]bool{1: false, 2: true, 3: false, 4: true} {
+				if _, found, _ := s.Lookup(ctx, key(i)); found != want {
+					t.Errorf("triplet %d found=%v after purge, want %v", i, found, want)
+				}
+			}
+			if _, found, _ := s.Client(ctx, key(1).Client); found {
+				t.Error("client of an expired triplet kept")
+			}
+			if _, found, _ := s.Client(ctx, key(2).Client); !found {
+				t.Error("touched client purged")
+			}
+		})
+	}
+}
+
+func TestStorePurgeManyInBatches(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "g.db"))
+	const n = 2*purgeBatch + 17
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { mustAttempt(t, s, key(i), t0) })
+	}
+	wg.Wait()
+	st, err := s.Purge(context.Background(), testRules, t0.Add(3*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Unverified != n {
+		t.Errorf("purged %d unverified, want %d", st.Unverified, n)
+	}
+}
+
+func mustAttempt(t *testing.T, s Store, k Key, at time.Time) Result {
+	t.Helper()
+	res, err := s.Attempt(context.Background(), k, testRules, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestStoreReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAttempt(t, s, key(1), t0)
+	mustAttempt(t, s, key(1), t0.Add(10*time.Minute))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Attempt(context.Background(), key(1), testRules, t0); err != ErrClosed {
+		t.Errorf("Attempt on a closed store: %v, want ErrClosed", err)
+	}
+	s2 := mustOpen(t, path)
+	if res := mustAttempt(t, s2, key(1), t0.Add(time.Hour)); res.Outcome != Known {
+		t.Errorf("after reopen: %v, want known", res.Outcome)
+	}
+}
+
+func TestStoreRefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", len(migrations)+1)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if s, err := OpenSQLite(path); err == nil {
+		s.Close()
+		t.Fatal("opened a database with a newer schema")
+	}
+}
+
+// crashChildEnv names the database a re-executed test binary writes to
+// until it is killed.
+const crashChildEnv = "GREYLIST_CRASH_CHILD_DB"
+
+// TestCrashChild is not a test of its own: TestStoreSurvivesKill runs it
+// in a child process, which commits triplets and says which on stdout.
+func TestCrashChild(t *testing.T) {
+	path := os.Getenv(crashChildEnv)
+	if path == "" {
+		t.Skip("run by TestStoreSurvivesKill")
+	}
+	s, err := OpenSQLite(path)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < 1_000_000; i += 8 {
+				if _, err := s.Attempt(context.Background(), key(i), testRules, t0); err != nil {
+					fmt.Println("error", err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Fprintln(out, i)
+				out.Flush()
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestStoreSurvivesKill(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "crash.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Read committed triplets until enough are in, then kill -9 while the
+	// child is still writing.
+	var committed []int
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && len(committed) < 3000 {
+		var i int
+		if _, err := fmt.Sscan(sc.Text(), &i); err != nil {
+			t.Fatalf("child said %q", sc.Text())
+		}
+		committed = append(committed, i)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Lines already written when the kill landed are committed too.
+	for sc.Scan() {
+		var i int
+		if _, err := fmt.Sscan(sc.Text(), &i); err == nil {
+			committed = append(committed, i)
+		}
+	}
+	cmd.Wait()
+	if len(committed) < 3000 {
+		t.Fatalf("child committed only %d triplets before dying", len(committed))
+	}
+
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var integrity string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Fatalf("integrity_check = %q, %v", integrity, err)
+	}
+	db.Close()
+
+	s := mustOpen(t, path)
+	for _, i := range committed {
+		if _, found, err := s.Lookup(context.Background(), key(i)); err != nil || !found {
+			t.Fatalf("committed triplet %d lost after kill -9 (found=%v err=%v)", i, found, err)
+		}
+	}
+	t.Logf("%d committed triplets all present after kill -9", len(committed))
+}
