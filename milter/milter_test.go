@@ -216,3 +216,56 @@ func TestClientName(t *testing.T) {
 		}
 	}
 }
+
+// blockingDecider holds every decision until released.
+type blockingDecider struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingDecider) Decide(ctx context.Context, req *engine.Request) engine.Verdict {
+	b.started <- struct{}{}
+	<-b.release
+	return engine.Verdict{Action: engine.Defer, Code: 451, ECode: "4.7.1", Text: "later"}
+}
+
+func TestShutdownAnswersDecisionsInFlight(t *testing.T) {
+	d := &blockingDecider{started: make(chan struct{}, 1), release: make(chan struct{})}
+	srv := New(d, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	s := mtaSession(t, ln.Addr().String(), "192.0.2.10", "<alice@example.org>")
+
+	answer := make(chan *gomilter.Action, 1)
+	go func() {
+		a, err := s.Rcpt("<bob@example.net>", nil)
+		if err != nil {
+			t.Error(err)
+		}
+		answer <- a
+	}()
+	<-d.started
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- srv.Shutdown(context.Background()) }()
+
+	select {
+	case err := <-shutdownDone:
+		t.Fatalf("Shutdown returned (%v) with a decision in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// No new connections once shutting down.
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Error("new connection accepted during shutdown")
+	}
+	close(d.release)
+	if a := <-answer; a == nil || a.SMTPCode != 451 {
+		t.Fatalf("decision in flight got %+v, want its 451", a)
+	}
+	if err := <-shutdownDone; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -35,7 +35,7 @@ func (a Addr) String() string {
 	return "inet:" + a.Address
 }
 
-// Parse reads a socket address. A bare "HOST:PORT" is taken as inet.
+// Parse reads a socket address.
 func Parse(s string) (Addr, error) {
 	kind, rest, ok := strings.Cut(s, ":")
 	if !ok {
@@ -51,10 +51,6 @@ func Parse(s string) (Addr, error) {
 		return parseInet(s, "tcp", rest)
 	case "inet6", "tcp6":
 		return parseInet(s, "tcp6", rest)
-	}
-	// Not a known prefix: perhaps a plain host:port.
-	if _, _, err := net.SplitHostPort(s); err == nil {
-		return parseInet(s, "tcp", s)
 	}
 	return Addr{}, fmt.Errorf("socket %q: unknown kind %q (want inet, inet6, unix or local)", s, kind)
 }
