@@ -17,7 +17,7 @@ type stepFunc struct {
 	run  func(context.Context, *Decision) (bool, error)
 }
 
-func (s stepFunc) Name() string                                      { return s.name }
+func (s stepFunc) Name() string                                       { return s.name }
 func (s stepFunc) Run(ctx context.Context, d *Decision) (bool, error) { return s.run(ctx, d) }
 
 func deferStep(ctx context.Context, d *Decision) (bool, error) {

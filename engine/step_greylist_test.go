@@ -3,7 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
-		"net/netip"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"

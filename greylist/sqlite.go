@@ -109,10 +109,10 @@ func OpenSQLite(path string) (*SQLite, error) {
 	}
 	s := &SQLite{
 		w: w, r: w,
-		ops:    make(chan *op, 4*maxBatch),
-		touch:  make(chan touchOp, 4096),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
+		ops:   make(chan *op, 4*maxBatch),
+		touch: make(chan touchOp, 4096),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 	if !memory {
 		ro := url.Values{"_busy_timeout": {"5000"}, "_query_only": {"true"}}

@@ -104,7 +104,7 @@ func Postfix(t testing.TB, opts PostfixOptions) *PostfixInstance {
 		if t.Failed() {
 			t.Logf("postfix mail log %s:\n%s", p.LogFile, p.Log())
 		}
-		p.stop(t, postfixCmd)
+		if os.Getenv("KEEP") == "" { p.stop(t, postfixCmd) }
 	})
 	if out, err := p.postfix(postfixCmd, "start"); err != nil {
 		t.Fatalf("harness: postfix -c %s start: %v\n%s\nmail log:\n%s", p.ConfigDir, err, out, p.Log())
