@@ -1,0 +1,231 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/greymilter/greymilter/engine"
+)
+
+// conn is one client connection; its requests are answered in order, one
+// at a time, as the protocol has it.
+type conn struct {
+	srv       *Server
+	nc        net.Conn
+	ctx       context.Context
+	cancel    context.CancelFunc
+	stopClose func() bool
+
+	// mu orders the idle/busy switch against Shutdown's kick, so that an
+	// idle connection is always woken and a busy one never cut short.
+	mu     sync.Mutex
+	idle   bool
+	kicked bool
+
+	rd  *Reader
+	req Request
+	msg message
+	out []byte
+
+	// The last client_address seen and its parse: a connection usually
+	// asks about the same client many times in a row.
+	addrText string
+	addr     netip.Addr
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{
+		srv: s,
+		nc:  nc,
+		rd:  NewReader(nc, s.cfg.MaxLineLength, s.cfg.MaxAttributes),
+		out: make([]byte, 0, 256),
+	}
+}
+
+func (c *conn) serve() {
+	defer func() {
+		c.stopClose()
+		c.cancel()
+		c.nc.Close()
+		c.srv.untrack(c)
+	}()
+	cfg := &c.srv.cfg
+	for {
+		if !c.setIdle() {
+			return
+		}
+		// One deadline per request bounds both the wait for it and the
+		// answer's write: a peer that stops reading cannot hold us either.
+		c.nc.SetDeadline(time.Now().Add(cfg.IdleTimeout))
+		err := c.rd.Peek()
+		kicked := c.setBusy()
+		if err != nil {
+			c.logIdleError(err, kicked)
+			return
+		}
+		if kicked {
+			// Shutdown tried to wake us just as a request arrived: serve
+			// it under a fresh deadline, then close.
+			c.nc.SetDeadline(time.Now().Add(cfg.IdleTimeout))
+		}
+		if err := c.rd.Read(&c.req); err != nil {
+			c.logReadError(err)
+			return
+		}
+		c.out = c.answer(c.out[:0])
+		if _, err := c.nc.Write(c.out); err != nil {
+			c.srv.log.Debug("policy: write failed", "remote", c.remote(), "error", err)
+			return
+		}
+		if cfg.CloseAfterReply {
+			return
+		}
+	}
+}
+
+// setIdle marks the connection as waiting for a request. It reports false
+// when the server is shutting down and the connection should close.
+func (c *conn) setIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.srv.closing.Load() {
+		return false
+	}
+	// A request already in the buffer has arrived: it is not idle time.
+	c.idle = !c.rd.Buffered()
+	return true
+}
+
+// setBusy marks the connection as serving a request and reports whether
+// Shutdown kicked it meanwhile.
+func (c *conn) setBusy() (kicked bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = false
+	return c.kicked
+}
+
+// kick wakes an idle connection so that it closes.
+func (c *conn) kick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle {
+		c.kicked = true
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// logIdleError logs why the wait for a request ended without one.
+func (c *conn) logIdleError(err error, kicked bool) {
+	switch {
+	case errors.Is(err, io.EOF), kicked, c.ctx.Err() != nil:
+		// The client closed between requests (the normal end), or
+		// Shutdown woke us, or the hard stop closed the socket.
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.srv.log.Debug("policy: idle timeout, closing", "remote", c.remote())
+	default:
+		c.srv.log.Debug("policy: read failed, closing", "remote", c.remote(), "error", err)
+	}
+}
+
+// logReadError logs why a request that had started could not be read.
+func (c *conn) logReadError(err error) {
+	log := c.srv.log
+	switch {
+	case errors.Is(err, io.EOF), c.ctx.Err() != nil:
+		// Only blank lines before the client closed; or the hard stop.
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		log.Warn("policy: request incomplete after the idle timeout, closing", "remote", c.remote(), "timeout", c.srv.cfg.IdleTimeout)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		log.Warn("policy: client closed inside a request", "remote", c.remote())
+	default:
+		log.Warn("policy: bad request, closing", "remote", c.remote(), "error", err)
+	}
+}
+
+func (c *conn) remote() string {
+	if a := c.nc.RemoteAddr(); a != nil && a.String() != "" {
+		return a.String()
+	}
+	return "unix"
+}
+
+var passVerdict = engine.Verdict{Action: engine.Pass}
+
+// answer judges the request just read and appends the answer to dst.
+func (c *conn) answer(dst []byte) []byte {
+	r := &c.req
+	c.msg.start(r.Instance)
+	if r.Type != "" && r.Type != "smtpd_access_policy" {
+		c.srv.log.Warn("policy: unknown request type, answering DUNNO", "remote", c.remote(), "request", r.Type)
+		return appendReply(dst, &passVerdict, nil)
+	}
+	switch r.ProtocolState {
+	case "RCPT":
+	case "":
+		// postgrey never looked at the state, and Exim ACLs written for
+		// it often leave it out: a request without one is a recipient's.
+	case "DATA":
+		// The last moment a header can still be prepended.
+		return c.appendPass(dst, &passVerdict)
+	default:
+		return appendReply(dst, &passVerdict, nil)
+	}
+	req, missing := c.engineRequest()
+	if missing != "" {
+		c.srv.log.Warn("policy: request lacks "+missing+", answering DUNNO",
+			"remote", c.remote(), "client_address", r.ClientAddress, "recipient", r.Recipient, "instance", r.Instance)
+		return appendReply(dst, &passVerdict, nil)
+	}
+	v := c.srv.cfg.Decider.Decide(c.ctx, req)
+	if v.Action != engine.Pass {
+		return appendReply(dst, &v, nil)
+	}
+	// Only a passing recipient's headers go on the message: they say why
+	// it passed, and a deferred recipient is not delivered with it.
+	c.msg.queue(v.Headers)
+	return c.appendPass(dst, &v)
+}
+
+// appendPass answers a pass with the next header the message is owed.
+func (c *conn) appendPass(dst []byte, v *engine.Verdict) []byte {
+	if h, ok := c.msg.next(); ok {
+		return appendReply(dst, v, &h)
+	}
+	return appendReply(dst, v, nil)
+}
+
+// engineRequest builds the engine's request, or names the attribute that
+// is missing for it.
+func (c *conn) engineRequest() (*engine.Request, string) {
+	r := &c.req
+	if r.ClientAddress != c.addrText || !c.addr.IsValid() {
+		a, err := netip.ParseAddr(r.ClientAddress)
+		if err != nil {
+			return nil, "a valid client_address"
+		}
+		c.addrText, c.addr = r.ClientAddress, a.Unmap()
+	}
+	if r.Recipient == "" {
+		return nil, "recipient"
+	}
+	name := r.ClientName
+	if name == "unknown" {
+		name = ""
+	}
+	return &engine.Request{
+		ClientAddr: c.addr,
+		ClientName: name,
+		Helo:       r.HeloName,
+		Sender:     r.Sender,
+		Recipient:  r.Recipient,
+		AuthUser:   r.SASLUsername,
+		QueueID:    r.QueueID,
+	}, ""
+}
