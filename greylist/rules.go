@@ -86,11 +86,13 @@ func (r Rules) required(attempts int) time.Duration {
 // rec (found false for a triplet never seen) and returns the result with
 // the record to store.
 func (r Rules) Apply(rec Record, found bool, now time.Time) Result {
-	if found && rec.Passed() {
+	if found && rec.Passed() && !r.Stale(rec.LastSeen, now) {
 		rec.LastSeen = now
 		return Result{Outcome: Known, Record: rec}
 	}
-	restarted := found && now.Sub(rec.FirstSeen) > r.RetryWindow
+	// A passed triplet past max-age, not purged yet, is forgotten as the
+	// purge would have; one that never passed starts again after the window.
+	restarted := found && (rec.Passed() || now.Sub(rec.FirstSeen) > r.RetryWindow)
 	if !found || restarted {
 		rec = Record{FirstSeen: now, LastSeen: now, Attempts: 1}
 		return Result{Outcome: New, Wait: r.Delay, Restarted: restarted, Record: rec}
@@ -105,4 +107,9 @@ func (r Rules) Apply(rec Record, found bool, now time.Time) Result {
 	rec.Attempts++
 	wait := r.required(rec.Attempts) - elapsed
 	return Result{Outcome: EarlyRetry, Wait: wait, Record: rec}
+}
+
+// Stale tells whether something last seen at seen is past max-age at now.
+func (r Rules) Stale(seen, now time.Time) bool {
+	return r.MaxAge > 0 && now.Sub(seen) > r.MaxAge
 }

@@ -53,6 +53,11 @@ func TestRulesApply(t *testing.T) {
 			{3 * time.Minute, EarlyRetry, 4 * time.Minute, 0}, // would need 8m, capped at 7m
 			{7 * time.Minute, Passed, 0, 7 * time.Minute},
 		}},
+		{"passed but past max-age starts again", base, []attempt{
+			{0, New, 5 * time.Minute, 0},
+			{5 * time.Minute, Passed, 0, 5 * time.Minute},
+			{36 * 24 * time.Hour, New, 5 * time.Minute, 0},
+		}},
 		{"retry after the window starts again", base, []attempt{
 			{0, New, 5 * time.Minute, 0},
 			{49 * time.Hour, New, 5 * time.Minute, 0},

@@ -179,8 +179,8 @@ func (s *SQLite) prepare() error {
 			passed_at = excluded.passed_at, attempts = excluded.attempts`},
 		{s.w, &s.upClient, `INSERT INTO clients (client, passes, last_seen) VALUES (?, 1, ?)
 			ON CONFLICT (client) DO UPDATE SET passes = passes + 1, last_seen = excluded.last_seen`},
-		{s.w, &s.touchTriplet, `UPDATE triplets SET last_seen = ? WHERE client = ? AND sender = ? AND recipient = ? AND last_seen < ?`},
-		{s.w, &s.touchClient, `UPDATE clients SET last_seen = ? WHERE client = ? AND last_seen < ?`},
+		{s.w, &s.touchTriplet, `UPDATE triplets SET last_seen = ? WHERE client = ? AND sender = ? AND recipient = ? AND last_seen < ?1`},
+		{s.w, &s.touchClient, `UPDATE clients SET last_seen = ? WHERE client = ? AND last_seen < ?1`},
 		{s.r, &s.readTriplet, `SELECT first_seen, last_seen, passed_at, attempts FROM triplets WHERE client = ? AND sender = ? AND recipient = ?`},
 		{s.r, &s.readClient, `SELECT passes, last_seen FROM clients WHERE client = ?`},
 	}
@@ -368,17 +368,13 @@ func (s *SQLite) Touch(key Key, now time.Time) {
 	}
 }
 
-// touchGrace is how stale last_seen must be before a touch rewrites it:
-// purges count in days, so an hour's precision saves most writes.
-const touchGrace = time.Hour
-
 func (s *SQLite) touchOp(t touchOp) *op {
 	return &op{run: func(tx *sql.Tx) error {
-		now, before := ms(t.now), ms(t.now.Add(-touchGrace))
-		if _, err := tx.Stmt(s.touchTriplet).Exec(now, t.key.Client, t.key.Sender, t.key.Recipient, before); err != nil {
+		now := ms(t.now)
+		if _, err := tx.Stmt(s.touchTriplet).Exec(now, t.key.Client, t.key.Sender, t.key.Recipient); err != nil {
 			return fmt.Errorf("greylist: touch triplet: %w", err)
 		}
-		if _, err := tx.Stmt(s.touchClient).Exec(now, t.key.Client, before); err != nil {
+		if _, err := tx.Stmt(s.touchClient).Exec(now, t.key.Client); err != nil {
 			return fmt.Errorf("greylist: touch client: %w", err)
 		}
 		return nil
@@ -395,11 +391,13 @@ func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeSt
 		arg   int64
 	}
 	limit := fmt.Sprint(purgeBatch)
-	steps := []purgeStep{
-		{&st.Triplets, `DELETE FROM triplets WHERE (client, sender, recipient) IN
-			(SELECT client, sender, recipient FROM triplets WHERE last_seen < ? LIMIT ` + limit + `)`, old},
-		{&st.Clients, `DELETE FROM clients WHERE client IN
-			(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `)`, old},
+	var steps []purgeStep
+	if rules.MaxAge > 0 {
+		steps = append(steps,
+			purgeStep{&st.Triplets, `DELETE FROM triplets WHERE (client, sender, recipient) IN
+				(SELECT client, sender, recipient FROM triplets WHERE last_seen < ? LIMIT ` + limit + `)`, old},
+			purgeStep{&st.Clients, `DELETE FROM clients WHERE client IN
+				(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `)`, old})
 	}
 	if rules.PurgeUnverified > 0 {
 		steps = append(steps, purgeStep{&st.Unverified, `DELETE FROM triplets WHERE (client, sender, recipient) IN
