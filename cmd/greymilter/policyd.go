@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/internal/sockaddr"
+	"github.com/greymilter/greymilter/policyd"
+)
+
+// The Postfix policy server: a second front end on the same engine and
+// store as the milter, off unless --policy-socket is given.
+func init() {
+	var f policyFlags
+	register(module{name: "policy", addFlags: f.add, build: f.build})
+}
+
+type policyFlags struct {
+	socket          string
+	mode            modeValue
+	idleTimeout     time.Duration
+	closeAfterReply bool
+}
+
+func (f *policyFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&f.socket, "policy-socket", "", "also serve the Postfix policy protocol (check_policy_service) here: inet:HOST:PORT, inet6:[ADDR]:PORT, unix:PATH (also inet:PORT@HOST, local:PATH)")
+	f.mode = 0o660
+	fs.Var(&f.mode, "policy-socket-mode", "permissions of a unix policy socket (postgrey's default is 0666)")
+	fs.Var(newDuration(&f.idleTimeout, policyd.DefaultIdleTimeout), "policy-idle-timeout", "close a policy connection when no whole request came for this long; keep it above Postfix's smtpd_policy_service_max_idle (300s)")
+	fs.BoolVar(&f.closeAfterReply, "policy-close-after-reply", false, "close the policy connection after each answer, for Exim's ${readsocket} (postgrey's --exim)")
+}
+
+func (f *policyFlags) build(ctx context.Context, a *app) error {
+	if f.socket == "" {
+		return nil
+	}
+	addr, err := sockaddr.Parse(f.socket)
+	if err != nil {
+		return configError(fmt.Errorf("--policy-socket: %w", err))
+	}
+	if f.idleTimeout <= 0 {
+		return configError(fmt.Errorf("--policy-idle-timeout: must be more than 0"))
+	}
+	ln, err := sockaddr.Listen(ctx, addr, os.FileMode(f.mode))
+	if err != nil {
+		return fmt.Errorf("--policy-socket: %w", err)
+	}
+	a.onClose(func() error { ln.Close(); return nil })
+	srv := policyd.New(policyd.Config{
+		// The engine is built after the modules have added their steps.
+		Decider:         appDecider{a},
+		Logger:          a.log,
+		IdleTimeout:     f.idleTimeout,
+		CloseAfterReply: f.closeAfterReply,
+	})
+	a.addService(service{
+		name:     "policy " + addr.String(),
+		serve:    func() error { return ignoreClosed(srv.Serve(context.Background(), ln)) },
+		shutdown: srv.Shutdown,
+	})
+	a.log.Info("policy server: in Postfix's main.cf, add to smtpd_recipient_restrictions after reject_unauth_destination",
+		"restriction", "check_policy_service "+postfixSocket(f.socket))
+	return nil
+}
+
+// appDecider hands decisions to the app's engine, which exists by the time
+// the first request comes.
+type appDecider struct{ a *app }
+
+func (d appDecider) Decide(ctx context.Context, r *engine.Request) engine.Verdict {
+	return d.a.engine.Decide(ctx, r)
+}
+
+// ignoreClosed turns the normal end of Serve after Shutdown into nil.
+func ignoreClosed(err error) error {
+	if errors.Is(err, policyd.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
