@@ -1,0 +1,265 @@
+package dnsbl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/greymilter/greymilter/dnstest"
+)
+
+func TestCheckPolicies(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	// slow.bl.test answers after an hour: it abstains at this timeout.
+	r, _ := newResolver(t, Config{Timeout: 300 * time.Millisecond}, srv.Addr())
+	tests := []struct {
+		zones     string
+		policy    Policy
+		addr      string
+		listed    bool
+		hits      string // zones that listed, in order
+		abstained string
+	}{
+		// One list.
+		{"a.bl.test", Any, "192.0.2.2", true, "a.bl.test", ""},
+		{"a.bl.test", Any, "192.0.2.4", false, "", ""},
+		{"a.bl.test", All, "192.0.2.2", true, "a.bl.test", ""},
+		{"a.bl.test", Majority, "192.0.2.4", false, "", ""},
+		{"a.bl.test", Any, "2001:db8::1", true, "a.bl.test", ""},
+		{"a.bl.test", Any, "2001:db8::2", false, "", ""},
+		{"a.bl.test", Any, "::ffff:192.0.2.2", true, "a.bl.test", ""},
+		// Two lists.
+		{"a.bl.test b.bl.test", Any, "192.0.2.2", true, "a.bl.test", ""},
+		{"a.bl.test b.bl.test", All, "192.0.2.2", false, "a.bl.test", ""},
+		{"a.bl.test b.bl.test", All, "192.0.2.3", true, "a.bl.test b.bl.test", ""},
+		{"a.bl.test b.bl.test", Majority, "192.0.2.2", false, "a.bl.test", ""},
+		{"a.bl.test b.bl.test", Majority, "192.0.2.3", true, "a.bl.test b.bl.test", ""},
+		// Three lists.
+		{"a.bl.test b.bl.test c.bl.test", Majority, "192.0.2.2", false, "a.bl.test", ""},
+		{"a.bl.test b.bl.test c.bl.test", Majority, "192.0.2.3", true, "a.bl.test b.bl.test", ""},
+		{"a.bl.test b.bl.test c.bl.test", All, "192.0.2.1", true, "a.bl.test b.bl.test c.bl.test", ""},
+		{"a.bl.test b.bl.test c.bl.test", Threshold(2), "192.0.2.2", false, "a.bl.test", ""},
+		{"a.bl.test b.bl.test c.bl.test", Threshold(2), "192.0.2.3", true, "a.bl.test b.bl.test", ""},
+		{"a.bl.test b.bl.test c.bl.test", Threshold(3), "192.0.2.3", false, "a.bl.test b.bl.test", ""},
+		{"a.bl.test b.bl.test c.bl.test", Any, "192.0.2.4", false, "", ""},
+		// Abstaining lists: the policy counts the answers received.
+		{"fail.bl.test", Any, "192.0.2.2", false, "", "fail.bl.test"},
+		{"a.bl.test fail.bl.test", All, "192.0.2.2", true, "a.bl.test", "fail.bl.test"},
+		{"a.bl.test slow.bl.test", All, "192.0.2.2", true, "a.bl.test", "slow.bl.test"},
+		{"a.bl.test fail.bl.test slow.bl.test", Majority, "192.0.2.2", true, "a.bl.test", "fail.bl.test slow.bl.test"},
+		{"a.bl.test b.bl.test slow.bl.test", Majority, "192.0.2.2", false, "a.bl.test", "slow.bl.test"},
+		{"a.bl.test fail.bl.test slow.bl.test", Threshold(2), "192.0.2.2", false, "a.bl.test", "fail.bl.test slow.bl.test"},
+		{"fail.bl.test slow.bl.test", All, "192.0.2.2", false, "", "fail.bl.test slow.bl.test"},
+		// Refusals abstain rather than list.
+		{"pub.bl.test", Any, "192.0.2.2", false, "", "pub.bl.test"},
+		{"pub.bl.test", Any, "192.0.2.3", false, "", "pub.bl.test"},
+		{"uri.bl.test", Any, "192.0.2.2", false, "", "uri.bl.test"},
+		{"a.bl.test pub.bl.test", All, "192.0.2.2", true, "a.bl.test", "pub.bl.test"},
+		// Answer filters, and answers outside 127/8.
+		{"a.bl.test=127.0.0.2-127.0.0.11", Any, "192.0.2.5", false, "", ""},
+		{"a.bl.test", Any, "192.0.2.5", true, "a.bl.test", ""},
+		{"a.bl.test=127.0.0.4", Any, "192.0.2.2", true, "a.bl.test", ""},
+		{"a.bl.test=127.0.0.4", Any, "192.0.2.3", false, "", ""},
+		{"a.bl.test=127.0.0.16/28", Any, "192.0.2.5", true, "a.bl.test", ""},
+		{"a.bl.test", Any, "192.0.2.6", false, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/%v/%s", tt.zones, tt.policy, tt.addr), func(t *testing.T) {
+			l := NewList(r, tt.policy, slog.New(slog.DiscardHandler), mustZones(t, strings.Fields(tt.zones)...)...)
+			res := l.Check(context.Background(), netip.MustParseAddr(tt.addr))
+			if res.Listed != tt.listed {
+				t.Errorf("listed=%v, want %v (%+v)", res.Listed, tt.listed, res)
+			}
+			// A zone may also have been skipped once the outcome was
+			// certain: which one depends on the order the answers came.
+			want := map[string]string{}
+			for _, z := range l.Zones() {
+				want[z.Name] = "clean"
+			}
+			for _, z := range strings.Fields(tt.hits) {
+				want[z] = "hit"
+			}
+			for _, z := range strings.Fields(tt.abstained) {
+				want[z] = "abstained"
+			}
+			got := map[string]string{}
+			for _, z := range res.HitZones() {
+				got[z] = "hit"
+			}
+			for _, z := range res.Clean {
+				got[z] = "clean"
+			}
+			for _, a := range res.Abstained {
+				got[a.Zone] = "abstained"
+			}
+			for _, z := range res.Skipped {
+				got[z] = "skipped"
+			}
+			for z, w := range want {
+				if g := got[z]; g != w && g != "skipped" {
+					t.Errorf("%s: %s, want %s (%+v)", z, g, w, res)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckAnswers(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{}, srv.Addr())
+	// "all" needs every answer while they all list.
+	l := NewList(r, All, nil, mustZones(t, "a.bl.test", "b.bl.test")...)
+	res := l.Check(context.Background(), netip.MustParseAddr("192.0.2.3"))
+	if !res.Listed || len(res.Hits) != 2 || len(res.Clean)+len(res.Skipped)+len(res.Abstained) != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if got := fmt.Sprint(res.Hits[0].Answers, res.Hits[1].Answers); got != "[127.0.0.3] [127.0.0.4]" {
+		t.Errorf("answers %s", got)
+	}
+	res = NewList(r, Any, nil, mustZones(t, "c.bl.test")...).Check(context.Background(), netip.MustParseAddr("192.0.2.3"))
+	if res.Listed || fmt.Sprint(res.Clean) != "[c.bl.test]" {
+		t.Errorf("result %+v", res)
+	}
+	la := NewList(r, Any, nil, mustZones(t, "a.bl.test")...)
+	res = la.Check(context.Background(), netip.MustParseAddr("192.0.2.2"))
+	if len(res.Hits) != 1 || len(res.Hits[0].Answers) != 2 {
+		t.Fatalf("two answers from a.bl.test: %+v", res.Hits)
+	}
+	if res.Hits[0].Zone != &la.Zones()[0] {
+		t.Error("hit does not point at the list's zone")
+	}
+}
+
+func TestCheckStopsWhenCertain(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{Timeout: time.Hour}, srv.Addr())
+	tests := []struct {
+		policy Policy
+		addr   string
+		listed bool
+	}{
+		{Any, "192.0.2.2", true},  // a lists it: no need to wait for slow
+		{All, "192.0.2.4", false}, // a does not list it: "all" cannot hold
+		{Threshold(1), "192.0.2.2", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy.String(), func(t *testing.T) {
+			l := NewList(r, tt.policy, nil, mustZones(t, "a.bl.test", "slow.bl.test")...)
+			done := make(chan Result, 1)
+			go func() { done <- l.Check(context.Background(), netip.MustParseAddr(tt.addr)) }()
+			select {
+			case res := <-done:
+				if res.Listed != tt.listed || fmt.Sprint(res.Skipped) != "[slow.bl.test]" || len(res.Abstained) != 0 {
+					t.Errorf("result %+v", res)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("Check waited for a list whose answer could not change the outcome")
+			}
+		})
+	}
+}
+
+func TestCheckHonoursDeadline(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{Timeout: time.Hour}, srv.Addr())
+	l := NewList(r, Any, nil, mustZones(t, "slow.bl.test", "b.bl.test")...)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	res := l.Check(ctx, netip.MustParseAddr("192.0.2.2"))
+	if res.Listed || len(res.Abstained) != 1 || !errors.Is(res.Abstained[0].Err, context.DeadlineExceeded) {
+		t.Errorf("result %+v", res)
+	}
+}
+
+func TestRefusalLoggedOncePerZone(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{}, srv.Addr())
+	var buf bytes.Buffer
+	l := NewList(r, Any, slog.New(slog.NewTextHandler(&buf, nil)), mustZones(t, "pub.bl.test", "uri.bl.test")...)
+	for _, a := range []string{"192.0.2.2", "192.0.2.3", "192.0.2.2"} {
+		res := l.Check(context.Background(), netip.MustParseAddr(a))
+		for _, ab := range res.Abstained {
+			if !errors.Is(ab.Err, ErrRefused) {
+				t.Errorf("%s: %v, want ErrRefused", ab.Zone, ab.Err)
+			}
+		}
+	}
+	log := buf.String()
+	if n := strings.Count(log, "zone=pub.bl.test"); n != 1 {
+		t.Errorf("pub.bl.test refusal logged %d times:\n%s", n, log)
+	}
+	if n := strings.Count(log, "zone=uri.bl.test"); n != 1 {
+		t.Errorf("uri.bl.test refusal logged %d times:\n%s", n, log)
+	}
+}
+
+func TestSelfTest(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{Timeout: 300 * time.Millisecond}, srv.Addr())
+	tests := []struct {
+		zone string
+		ok   bool
+		want string // in the error
+	}{
+		{"a.bl.test", true, ""},
+		{"wl1.test", true, ""},
+		{"nolist.bl.test", false, "127.0.0.2 should be listed"},
+		{"every.bl.test", false, "127.0.0.1 should be listed=false"},
+		{"pub.bl.test", false, "refused"},
+		{"uri.bl.test", true, ""}, // refuses only real queries
+		{"fail.bl.test", false, "server failure"},
+		{"slow.bl.test", false, "deadline"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.zone, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := NewList(r, Any, slog.New(slog.NewTextHandler(&buf, nil)), mustZones(t, tt.zone)...)
+			errs := l.SelfTest(context.Background())
+			if tt.ok {
+				if len(errs) != 0 || buf.Len() != 0 {
+					t.Errorf("self-test failed: %v\n%s", errs, buf.String())
+				}
+				return
+			}
+			if len(errs) != 1 || !strings.Contains(errs[0].Error(), tt.want) {
+				t.Fatalf("errors %v, want one with %q", errs, tt.want)
+			}
+			if !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "zone="+tt.zone) {
+				t.Errorf("no warning logged:\n%s", buf.String())
+			}
+		})
+	}
+}
+
+func TestDNSWLThreshold(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{}, srv.Addr())
+	tests := []struct {
+		threshold int
+		addr      string
+		listed    bool
+	}{
+		{1, "192.0.2.20", true},
+		{1, "192.0.2.22", false},
+		{2, "192.0.2.20", false},
+		{2, "192.0.2.21", true},
+	}
+	for _, tt := range tests {
+		l := NewList(r, Threshold(tt.threshold), nil, mustZones(t, "wl1.test", "wl2.test")...)
+		if got := l.Check(context.Background(), netip.MustParseAddr(tt.addr)).Listed; got != tt.listed {
+			t.Errorf("threshold %d, %s: listed=%v, want %v", tt.threshold, tt.addr, got, tt.listed)
+		}
+	}
+}
+
+func TestCheckNoZones(t *testing.T) {
+	if res := NewList(nil, Any, nil).Check(context.Background(), netip.MustParseAddr("192.0.2.1")); res.Listed {
+		t.Error("empty list lists")
+	}
+}

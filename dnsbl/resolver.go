@@ -1,0 +1,246 @@
+// Package dnsbl checks SMTP clients against DNS block lists (DNSBL) and
+// allow lists (DNSWL), through a caching stub resolver that every DNS check
+// of greymilter shares (SPF and reverse lookups too).
+//
+// The resolver asks recursive upstream servers (from the configuration or
+// /etc/resolv.conf) round-robin, fails over to the next one on a timeout or
+// an error answer, retries over TCP when an answer is truncated, caches
+// answers for their TTL (negative ones for the SOA minimum, RFC 2308) in a
+// bounded LRU cache, and merges concurrent identical queries into one
+// packet. Every lookup is bounded by the caller's context and by the
+// resolver's own timeout, so a dead DNS server never stalls the MTA.
+//
+// A List checks one address against a set of zones under a policy (any,
+// all, majority, or a hit threshold). Lists that fail abstain: the policy
+// is decided on the answers received.
+package dnsbl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Defaults of Config.
+const (
+	DefaultTimeout   = 2 * time.Second
+	DefaultMaxTTL    = time.Hour
+	DefaultCacheSize = 10000
+)
+
+// ErrServerFailure is the error of a lookup that every upstream server
+// answered with something other than NOERROR or NXDOMAIN (SERVFAIL,
+// REFUSED, ...).
+var ErrServerFailure = errors.New("server failure")
+
+// Clock tells the time for cache expiry; tests give a fake one.
+// engine.Clock satisfies it.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// Config configures a Resolver. The zero value asks the servers of
+// /etc/resolv.conf with the defaults above.
+type Config struct {
+	// Servers are the upstream recursive servers, "HOST:PORT". Empty: the
+	// nameservers of ResolvConf.
+	Servers []string
+	// ResolvConf is read when Servers is empty; default /etc/resolv.conf.
+	ResolvConf string
+	// Timeout bounds every lookup, failover included; default 2s.
+	Timeout time.Duration
+	// MinTTL and MaxTTL cap the time an answer stays cached, positive
+	// or negative. MaxTTL defaults to one hour.
+	MinTTL, MaxTTL time.Duration
+	// CacheSize is the number of answers kept; default 10000, negative
+	// disables the cache.
+	CacheSize int
+	Clock     Clock        // default: the wall clock
+	Logger    *slog.Logger // default: slog.Default()
+}
+
+// Resolver is a caching DNS stub resolver, safe for concurrent use.
+type Resolver struct {
+	servers        []*upstream
+	next           atomic.Uint32 // round-robin position
+	timeout        time.Duration
+	minTTL, maxTTL time.Duration
+	cache          *cache // nil when disabled
+	flights        flightGroup
+	clock          Clock
+	log            *slog.Logger
+	stats          struct{ lookups, hits, queries atomic.Int64 }
+}
+
+// NewResolver returns a resolver configured by cfg.
+func NewResolver(cfg Config) (*Resolver, error) {
+	servers := cfg.Servers
+	if len(servers) == 0 {
+		path := cfg.ResolvConf
+		if path == "" {
+			path = "/etc/resolv.conf"
+		}
+		var err error
+		if servers, err = ReadResolvConf(path); err != nil {
+			return nil, err
+		}
+	}
+	r := &Resolver{
+		timeout: cfg.Timeout,
+		minTTL:  cfg.MinTTL,
+		maxTTL:  cfg.MaxTTL,
+		clock:   cfg.Clock,
+		log:     cfg.Logger,
+	}
+	for _, s := range servers {
+		addr, err := normalizeServer(s)
+		if err != nil {
+			return nil, err
+		}
+		r.servers = append(r.servers, &upstream{addr: addr})
+	}
+	if r.timeout <= 0 {
+		r.timeout = DefaultTimeout
+	}
+	if r.maxTTL <= 0 {
+		r.maxTTL = DefaultMaxTTL
+	}
+	if r.minTTL > r.maxTTL {
+		return nil, fmt.Errorf("dnsbl: minimum TTL %v above maximum %v", r.minTTL, r.maxTTL)
+	}
+	switch size := cfg.CacheSize; {
+	case size == 0:
+		r.cache = newCache(DefaultCacheSize)
+	case size > 0:
+		r.cache = newCache(size)
+	}
+	if r.clock == nil {
+		r.clock = systemClock{}
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	return r, nil
+}
+
+// Servers returns the upstream servers in configuration order.
+func (r *Resolver) Servers() []string {
+	out := make([]string, len(r.servers))
+	for i, s := range r.servers {
+		out[i] = s.addr
+	}
+	return out
+}
+
+// Timeout is the bound of one lookup.
+func (r *Resolver) Timeout() time.Duration { return r.timeout }
+
+// Stats are the resolver's counters since it started.
+type Stats struct {
+	Lookups   int64 // calls to Lookup
+	CacheHits int64 // lookups answered from the cache
+	Queries   int64 // queries sent upstream, retries included
+	Cached    int   // answers in the cache now
+}
+
+// Stats returns the resolver's counters.
+func (r *Resolver) Stats() Stats {
+	s := Stats{Lookups: r.stats.lookups.Load(), CacheHits: r.stats.hits.Load(), Queries: r.stats.queries.Load()}
+	if r.cache != nil {
+		s.Cached = r.cache.len()
+	}
+	return s
+}
+
+// Answer is the outcome of a lookup: NOERROR (possibly with no records of
+// the asked type: NODATA) or NXDOMAIN. It may be shared with other callers
+// through the cache: treat it and its records as read-only.
+type Answer struct {
+	Rcode   int      // dns.RcodeSuccess or dns.RcodeNameError
+	Records []dns.RR // the answer section, CNAMEs included
+}
+
+// Lookup asks for the records of qtype (e.g. dns.TypeA) at name, from the
+// cache when it can. It returns an error only when no answer came: timeout,
+// cancellation, or every server failing (ErrServerFailure).
+//
+// Concurrent lookups of the same name and type share one upstream query,
+// which is given the resolver's timeout (or the first caller's deadline
+// when that is sooner), and is abandoned when every caller gave up.
+func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) (*Answer, error) {
+	r.stats.lookups.Add(1)
+	k := cacheKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype}
+	if r.cache != nil {
+		if a, ok := r.cache.get(k, r.clock.Now()); ok {
+			r.stats.hits.Add(1)
+			return a, nil
+		}
+	}
+	budget := r.timeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < budget {
+		budget = time.Until(dl)
+	}
+	a, err := r.flights.do(ctx, k, budget, func(fctx context.Context) (*Answer, error) {
+		m, err := r.exchange(fctx, k)
+		if err != nil {
+			return nil, err
+		}
+		a := &Answer{Rcode: m.Rcode, Records: m.Answer}
+		r.store(k, a, m)
+		return a, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dnsbl: lookup %s %s: %w", k.name, dns.TypeToString[qtype], err)
+	}
+	return a, nil
+}
+
+// store caches a for its TTL: the smallest TTL of the answer records, or
+// for a negative answer the SOA minimum capped by the SOA's own TTL (RFC
+// 2308 section 5). Negative answers without a SOA are not cached.
+func (r *Resolver) store(k cacheKey, a *Answer, m *dns.Msg) {
+	if r.cache == nil {
+		return
+	}
+	ttl, ok := answerTTL(m, k.qtype)
+	if !ok {
+		return
+	}
+	d := max(time.Duration(ttl)*time.Second, r.minTTL)
+	d = min(d, r.maxTTL)
+	if d <= 0 {
+		return
+	}
+	r.cache.put(k, a, r.clock.Now().Add(d))
+}
+
+func answerTTL(m *dns.Msg, qtype uint16) (uint32, bool) {
+	positive := false
+	ttl := uint32(1<<32 - 1)
+	for _, rr := range m.Answer {
+		h := rr.Header()
+		ttl = min(ttl, h.Ttl)
+		if h.Rrtype == qtype {
+			positive = true
+		}
+	}
+	if m.Rcode == dns.RcodeSuccess && positive {
+		return ttl, true
+	}
+	for _, rr := range m.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return min(ttl, soa.Hdr.Ttl, soa.Minttl), true
+		}
+	}
+	return 0, false
+}
