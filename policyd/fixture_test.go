@@ -91,7 +91,7 @@ func (b *logBuffer) String() string {
 }
 
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	step  *scriptStep
 	addr  string
@@ -122,7 +122,7 @@ func start(t *testing.T, cfg Config) *fixture {
 }
 
 type client struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
@@ -136,7 +136,7 @@ func (f *fixture) dial() *client {
 	return newClient(f.t, c)
 }
 
-func newClient(t *testing.T, c net.Conn) *client {
+func newClient(t testing.TB, c net.Conn) *client {
 	t.Cleanup(func() { c.Close() })
 	// No test waits on the server longer than this.
 	c.SetDeadline(time.Now().Add(20 * time.Second))
