@@ -175,13 +175,14 @@ func (e *Engine) Metrics() *Metrics { return e.metrics }
 // Decide judges one recipient. It never fails: an internal error or panic
 // becomes the configured fallback verdict, and is logged.
 func (e *Engine) Decide(ctx context.Context, req *Request) (v Verdict) {
+	start := time.Now()
 	d := &Decision{Req: req, Now: e.clock.Now()}
 	defer func() {
 		if p := recover(); p != nil {
 			e.log.Error("engine panic", "panic", p, "stack", string(debug.Stack()))
 			v = e.fallback(d, fmt.Errorf("panic: %v", p))
 		}
-		e.metrics.count(v)
+		e.metrics.count(v, time.Since(start))
 	}()
 	if e.timeout > 0 {
 		var cancel context.CancelFunc

@@ -161,4 +161,17 @@ func TestMetricsCountDecisions(t *testing.T) {
 	if len(snap) != 1 || snap[0] != (Count{Action: "greylist", Reason: "new", N: 3}) {
 		t.Errorf("metrics %+v", snap)
 	}
+	var out bytes.Buffer
+	if err := e.Metrics().WritePrometheus(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`greymilter_decisions_total{action="greylist",reason="new"} 3`,
+		`greymilter_decision_seconds_bucket{le="+Inf"} 3`,
+		`greymilter_decision_seconds_count 3`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("exposition lacks %q:\n%s", want, out.String())
+		}
+	}
 }

@@ -76,8 +76,9 @@ type app struct {
 	reloads  []func() error
 	closers  []func() error
 
-	greylist *greylist.Greylist
-	engine   *engine.Engine
+	greylist   *greylist.Greylist
+	engine     *engine.Engine
+	milterAddr sockaddr.Addr
 }
 
 // service is a long-running part: Serve blocks until Shutdown.
@@ -97,7 +98,7 @@ type coreFlags struct {
 	name, socket, db, hostname, greylistText string
 	socketMode                               modeValue
 	verbose                                  int
-	logFormat, onError                       string
+	logFormat, logTarget, onError            string
 	rules                                    greylist.Rules
 	purgeInterval, decisionTimeout           time.Duration
 	ipv4Prefix, ipv6Prefix                   int
@@ -116,6 +117,7 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.Var(&c.socketMode, "socket-mode", "permissions of a unix socket, so that the MTA's user can connect")
 	fs.CountVarP(&c.verbose, "verbose", "v", "log more (repeat: -vv, -vvv)")
 	fs.Var(newChoice(&c.logFormat, "text", "text", "json"), "log-format", "log line format")
+	fs.Var(newChoice(&c.logTarget, "stderr", "stderr", "syslog"), "log-target", "where logs go (syslog: the mail facility)")
 	fs.StringVar(&c.db, "db", "greymilter.db", "SQLite database file, or :memory:")
 	fs.Var(newDuration(&c.rules.Delay, greylist.DefaultRules.Delay), "delay", "how long a new triplet waits (seconds, or 5m, 1h...)")
 	fs.Var(newDuration(&c.rules.RetryWindow, greylist.DefaultRules.RetryWindow), "retry-window", "a triplet that never passed starts again after this")
@@ -182,18 +184,25 @@ func (c *coreFlags) trustedNetworks() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func (c *coreFlags) logger(w io.Writer) *slog.Logger {
+func (c *coreFlags) logger(w io.Writer) (*slog.Logger, error) {
 	level := slog.LevelInfo
-	switch {
-	case c.verbose >= 1:
+	if c.verbose >= 1 {
 		level = slog.LevelDebug
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
-	if c.logFormat == "json" {
+	var h slog.Handler
+	switch {
+	case c.logTarget == "syslog":
+		var err error
+		if h, err = newSyslogHandler("", "", c.name, opts, c.logFormat == "json"); err != nil {
+			return nil, err
+		}
+	case c.logFormat == "json":
 		h = slog.NewJSONHandler(w, opts)
+	default:
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(h).With("filter", c.name)
+	return slog.New(h).With("filter", c.name), nil
 }
 
 // run is main without the exit, for tests.
@@ -235,7 +244,11 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "greymilter: %v\n", err)
 		return exitUsage
 	}
-	logger := core.logger(stderr)
+	logger, err := core.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "greymilter: %v\n", err)
+		return 1
+	}
 	slog.SetDefault(logger)
 	// go-milter logs through the standard logger.
 	log.SetFlags(0)
@@ -304,6 +317,10 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	if err != nil {
 		return a, err
 	}
+	if addr.Network != "unix" {
+		addr.Address = ln.Addr().String() // the real port when asked for port 0
+	}
+	a.milterAddr = addr
 	ms := milter.New(a.engine, logger)
 	a.addService(service{name: "milter " + addr.String(), serve: func() error { return ms.Serve(ln) }, shutdown: ms.Shutdown})
 	return a, nil
@@ -329,7 +346,7 @@ func (a *app) serve(ctx context.Context, c *coreFlags) int {
 			}
 		}()
 	}
-	fmt.Fprintf(os.Stderr, "greymilter %s ready. In Postfix's main.cf:\n    smtpd_milters = %s\n    milter_default_action = tempfail\n", version, postfixSocket(c.socket))
+	fmt.Fprintf(os.Stderr, "greymilter %s ready. In Postfix's main.cf:\n    smtpd_milters = %s\n    milter_default_action = tempfail\n", version, postfixSocket(a.milterAddr))
 
 	status := 0
 loop:
@@ -380,11 +397,7 @@ func (a *app) close() error {
 }
 
 // postfixSocket writes a socket address the way Postfix's main.cf wants it.
-func postfixSocket(s string) string {
-	a, err := sockaddr.Parse(s)
-	if err != nil {
-		return s
-	}
+func postfixSocket(a sockaddr.Addr) string {
 	if a.Network == "unix" {
 		return "unix:" + a.Address
 	}
