@@ -23,7 +23,7 @@ func FuzzParse(f *testing.F) {
 				if !errors.As(err, &pe) || pe.File != "fuzz" || pe.Line < 1 || pe.Line > lines {
 					t.Fatalf("%v: error %v is not a ParseError at a line of the file (%d lines)", kind, err, lines)
 				}
-				if want := fmt.Sprintf("lists: fuzz:%d: ", pe.Line); !strings.HasPrefix(err.Error(), want) {
+				if want := fmt.Sprintf("fuzz:%d: ", pe.Line); !strings.HasPrefix(err.Error(), want) {
 					t.Fatalf("%v: error %q does not start %q", kind, err, want)
 				}
 				continue

@@ -184,7 +184,9 @@ func TestParseErrors(t *testing.T) {
 		{Clients, "/(?=x)/", "invalid or unsupported Perl syntax"},
 		{Clients, "exa$mple.com", "only letters, digits"},
 		{Clients, "a..example.com", "1 to 63"},
-		{Clients, "host.123", "not a number"},
+		{Clients, "host.123", "top-level domain of letters"},
+		{Clients, "192.0.2.x", "top-level domain of letters"},
+		{Clients, "mail.example.c0m", "top-level domain of letters"},
 		{Addresses, "@", "neither a local part nor a domain"},
 		{Addresses, "user@exa mple.com", "one rule per line"},
 		{Addresses, "user@[192.0.2.1]", "bad domain"},
@@ -205,7 +207,7 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("%v %q: error %v, want a *ParseError", c.kind, c.line, err)
 			continue
 		}
-		if pe.File != "f.txt" || pe.Line != 2 || !strings.HasPrefix(err.Error(), "lists: f.txt:2: ") {
+		if pe.File != "f.txt" || pe.Line != 2 || !strings.HasPrefix(err.Error(), "f.txt:2: ") {
 			t.Errorf("%v %q: error %q, want it at f.txt:2", c.kind, c.line, err)
 		}
 		if !strings.Contains(err.Error(), c.want) {
@@ -217,7 +219,7 @@ func TestParseErrors(t *testing.T) {
 func TestParseLongLine(t *testing.T) {
 	text := "192.0.2.1\n" + strings.Repeat("a", maxLineLen+1) + "\n"
 	_, err := Parse(Clients, "big", strings.NewReader(text))
-	if err == nil || !strings.HasPrefix(err.Error(), "lists: big:2: ") {
+	if err == nil || !strings.HasPrefix(err.Error(), "big:2: ") {
 		t.Fatalf("error %v, want one at big:2", err)
 	}
 }

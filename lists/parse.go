@@ -20,7 +20,8 @@ type ParseError struct {
 	Err  error
 }
 
-func (e *ParseError) Error() string { return fmt.Sprintf("lists: %s:%d: %v", e.File, e.Line, e.Err) }
+// Error reads "FILE:LINE: what is wrong", the form editors jump to.
+func (e *ParseError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
 
 func (e *ParseError) Unwrap() error { return e.Err }
 
@@ -71,7 +72,7 @@ func newBuilder(kind Kind) *builder {
 func (b *builder) readFile(p string) error {
 	f, err := os.Open(p)
 	if err != nil {
-		return fmt.Errorf("lists: %w", err)
+		return err // "open PATH: why" says it all
 	}
 	defer f.Close()
 	return b.read(p, f)
@@ -354,8 +355,11 @@ func checkName(s string) (string, error) {
 			return bad("a name holds only letters, digits, '-', '_' and dots")
 		}
 	}
-	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
-		return bad("the last label of a name is not a number")
+	// A top-level domain is letters (or an IDN's xn--). Checking it turns a
+	// mistyped address such as 192.0.2.x into an error, not a name rule
+	// that never matches.
+	if tld := labels[len(labels)-1]; !strings.HasPrefix(tld, "xn--") && (len(tld) < 2 || strings.Trim(tld, "abcdefghijklmnopqrstuvwxyz") != "") {
+		return bad("a name ends in a top-level domain of letters")
 	}
 	return name, nil
 }

@@ -78,7 +78,7 @@ type Set struct {
 }
 
 // Load reads every list cfg names. The error of a bad line reads
-// "lists: FILE:LINE: what is wrong" (a *ParseError).
+// "FILE:LINE: what is wrong" (a *ParseError).
 func Load(cfg Config) (*Set, error) {
 	s := &Set{cfg: cfg}
 	if err := s.Reload(); err != nil {

@@ -96,7 +96,7 @@ func TestSetReload(t *testing.T) {
 	if !errors.As(err, &pe) || pe.File != bl || pe.Line != 3 {
 		t.Fatalf("Reload error %v, want a ParseError at %s:3", err, bl)
 	}
-	if want := "lists: " + bl + ":3: "; !strings.HasPrefix(err.Error(), want) {
+	if want := bl + ":3: "; !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error %q, want it to start %q", err, want)
 	}
 	check(a1, Unlisted)
@@ -117,7 +117,7 @@ func TestLoadError(t *testing.T) {
 	good := writeFile(t, dir, "good", "example.com\n")
 	bad := writeFile(t, dir, "bad", "example.com\n\nexa mple.com\n")
 	_, err := Load(Config{WhitelistClients: []string{good}, WhitelistSenders: []string{bad}})
-	if err == nil || !strings.HasPrefix(err.Error(), "lists: "+bad+":3: ") {
+	if err == nil || !strings.HasPrefix(err.Error(), bad+":3: ") {
 		t.Fatalf("Load error %v, want one at %s:3", err, bad)
 	}
 }
