@@ -29,7 +29,7 @@ const (
 	// command lines to 2048 bytes (line_length_limit), so no address comes
 	// near it; certificate subjects are the longest values it sends.
 	DefaultMaxLineLength = 8192
-	// DefaultMaxAttributes bounds one request. Postfix 3.7 sends about 35.
+	// DefaultMaxAttributes bounds one request. Postfix 3.7 sends 29.
 	DefaultMaxAttributes = 128
 )
 
