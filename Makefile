@@ -4,7 +4,7 @@ BIN     := bin
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Fuzz targets run briefly as part of `make test`: PACKAGE:TARGET.
-FUZZ_TARGETS ?= ./lists:FuzzParse
+FUZZ_TARGETS ?= ./lists:FuzzParse ./policyd:FuzzReader
 FUZZTIME ?= 10s
 
 .PHONY: all build run test fuzz bench lint clean
