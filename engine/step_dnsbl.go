@@ -1,0 +1,170 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/greymilter/greymilter/dnsbl"
+)
+
+// Defaults of the DNSBL step's reply.
+const (
+	DefaultDNSBLText   = "Rejected. Address {ADDR} found in {DNSBL}"
+	DefaultDNSBLHeader = "{ADDR} listed in {DNSBL}"
+	DefaultDNSBLCode   = 550
+	DefaultDNSBLECode  = "5.7.1"
+)
+
+// DNSWL passes clients that enough DNS allow lists list (the list's
+// policy holds the threshold), before any greylisting.
+type DNSWL struct {
+	List *dnsbl.List
+}
+
+// Name implements Step.
+func (*DNSWL) Name() string { return "dnswl" }
+
+// Run implements Step.
+func (s *DNSWL) Run(ctx context.Context, d *Decision) (bool, error) {
+	res, ok := check(ctx, s.List, d, "dnswl")
+	if !ok || !res.Listed {
+		return false, nil
+	}
+	d.Note("dnswl", strings.Join(res.HitZones(), ","))
+	d.Verdict = Verdict{Action: Pass, Reason: "dnswl"}
+	return true, nil
+}
+
+// DNSBLAction is what the DNSBL step does with a listed client.
+type DNSBLAction int
+
+const (
+	// DNSBLReject rejects the recipient (550 5.7.1 by default).
+	DNSBLReject DNSBLAction = iota
+	// DNSBLGreylist greylists the client whatever later steps say.
+	DNSBLGreylist
+	// DNSBLMark adds an X-RBL-Warning header and lets later steps decide.
+	DNSBLMark
+)
+
+func (a DNSBLAction) String() string {
+	switch a {
+	case DNSBLGreylist:
+		return "greylist"
+	case DNSBLMark:
+		return "mark"
+	}
+	return "reject"
+}
+
+// ParseDNSBLAction parses "reject", "greylist" or "mark".
+func ParseDNSBLAction(s string) (DNSBLAction, error) {
+	for _, a := range []DNSBLAction{DNSBLReject, DNSBLGreylist, DNSBLMark} {
+		if s == a.String() {
+			return a, nil
+		}
+	}
+	return 0, fmt.Errorf("dnsbl action %q: want reject, greylist or mark", s)
+}
+
+// DNSBL acts on clients that the DNS block lists list under the list's
+// policy. Lists that fail abstain; the decision's log line names them.
+type DNSBL struct {
+	List   *dnsbl.List
+	Action DNSBLAction
+	// Code, ECode and Text make the rejection; zero values mean the
+	// defaults above. Text is a template: {ADDR} (and the usual keys) and
+	// {DNSBL}, the zones that list the client. A zone's own reply (see
+	// dnsbl.Zone) wins over these.
+	Code  int
+	ECode string
+	Text  string
+}
+
+// Name implements Step.
+func (*DNSBL) Name() string { return "dnsbl" }
+
+// Run implements Step.
+func (s *DNSBL) Run(ctx context.Context, d *Decision) (bool, error) {
+	res, ok := check(ctx, s.List, d, "dnsbl")
+	if !ok || !res.Listed {
+		return false, nil
+	}
+	zones := strings.Join(res.HitZones(), ", ")
+	d.Note("dnsbl", hitsNote(res.Hits))
+	switch s.Action {
+	case DNSBLGreylist:
+		d.Note("dnsbl_action", "greylist")
+		d.ForceGreylist = true
+		return false, nil
+	case DNSBLMark:
+		d.Note("dnsbl_action", "mark")
+		d.Headers = append(d.Headers, Header{Name: "X-RBL-Warning",
+			Value: ExpandTemplate(DefaultDNSBLHeader, d.Req, 0, "DNSBL", zones)})
+		return false, nil
+	}
+	code, ecode, text := s.reply(res.Hits)
+	d.Verdict = Verdict{Action: Reject, Code: code, ECode: ecode, Reason: "dnsbl",
+		Text: ExpandTemplate(text, d.Req, 0, "DNSBL", zones)}
+	return true, nil
+}
+
+// reply picks the rejection: the first listing zone's own parts, else the
+// step's, else the defaults.
+func (s *DNSBL) reply(hits []dnsbl.Hit) (code int, ecode, text string) {
+	code, ecode, text = s.Code, s.ECode, s.Text
+	for _, h := range hits {
+		z := h.Zone
+		if z.Code != 0 || z.ECode != "" || z.Text != "" {
+			code, ecode, text = or(z.Code, code), or(z.ECode, ecode), or(z.Text, text)
+			break
+		}
+	}
+	return or(code, DefaultDNSBLCode), or(ecode, DefaultDNSBLECode), or(text, DefaultDNSBLText)
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// check runs list on the client, noting the lists that abstained. It
+// reports false when there is nothing to look up.
+func check(ctx context.Context, list *dnsbl.List, d *Decision, key string) (dnsbl.Result, bool) {
+	if list == nil || !d.Req.ClientAddr.IsValid() {
+		return dnsbl.Result{}, false
+	}
+	res := list.Check(ctx, d.Req.ClientAddr)
+	if len(res.Abstained) > 0 {
+		parts := make([]string, len(res.Abstained))
+		for i, a := range res.Abstained {
+			parts[i] = a.Zone + ": " + a.Err.Error()
+		}
+		d.Note(key+"_abstained", strings.Join(parts, "; "))
+	}
+	return res, true
+}
+
+// hitsNote writes "zone(answer,answer) zone(answer)" for the log.
+func hitsNote(hits []dnsbl.Hit) string {
+	var b strings.Builder
+	for i, h := range hits {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(h.Zone.Name)
+		b.WriteByte('(')
+		for j, a := range h.Answers {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(a.String())
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
