@@ -65,7 +65,7 @@ func (f *policyFlags) build(ctx context.Context, a *app) error {
 		shutdown: srv.Shutdown,
 	})
 	a.log.Info("policy server: in Postfix's main.cf, add to smtpd_recipient_restrictions after reject_unauth_destination",
-		"restriction", "check_policy_service "+postfixSocket(f.socket))
+		"restriction", "check_policy_service "+postfixSocket(addr))
 	return nil
 }
 
