@@ -18,18 +18,21 @@
 // Each call to [Postfix] starts a private instance: main.cf and master.cf in
 // their own config_directory, queue_directory, data_directory and Maildir
 // base under t.TempDir(), smtpd on a free loopback port, and every process
-// run unchrooted. It needs root: "postfix -c DIR start" run by root accepts a
-// config directory that the default main.cf does not list in
-// alternate_config_directories (checked with Postfix 3.7), so nothing under
-// /etc/postfix is read for the instance or written, and the system instance
-// needs neither to exist nor to run. Instances are independent, so tests
-// that use them may run in parallel.
+// run unchrooted. It needs root: Postfix's master and "postfix -c DIR"
+// accept, from root, a config directory that the default main.cf does not
+// list in alternate_config_directories (checked with Postfix 3.7), so
+// nothing under /etc/postfix is written and the system instance needs
+// neither to be configured nor to run. The harness runs "postfix check"
+// (which creates the queue directories) and then master in the foreground,
+// under a shell that stops it when the test ends or its process dies.
+// Instances are independent, so tests that use them may run in parallel.
 //
-// Mail for any address in [Domain] is delivered by virtual(8) into one
-// Maildir owned by "nobody", which virtual(8) lets no map split by local
-// part; [PostfixInstance.WaitMessage] tells recipients apart by the
-// Delivered-To header that virtual(8) adds.
-// Other destinations go to the error transport: nothing leaves the machine.
+// Mail for any address in [Domain] is accepted and delivered by virtual(8)
+// into one Maildir owned by "nobody" (virtual(8) allows no regexp
+// substitution that would give each local part its own);
+// [PostfixInstance.WaitMessage] tells recipients apart by the Delivered-To
+// header that virtual(8) adds. Other destinations meet the error transport:
+// nothing leaves the machine.
 // XCLIENT is allowed from 127.0.0.1, so that a test poses as any client
 // address (use the documentation ranges 192.0.2.0/24, 198.51.100.0/24,
 // 203.0.113.0/24 and 2001:db8::/32; loopback is trusted by greymilter).

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -39,6 +40,10 @@ type PostfixInstance struct {
 	QueueDir  string // queue_directory
 	Maildir   string // where virtual(8) delivers the mail of every recipient
 	LogFile   string // maillog_file
+
+	master     *exec.Cmd      // the shell that runs master (masterWrapper)
+	masterStop io.WriteCloser // the shell's stdin: closing it stops master
+	masterDone chan error
 }
 
 // Postfix starts a private Postfix instance for the test and stops it, with
@@ -100,15 +105,34 @@ func Postfix(t testing.TB, opts PostfixOptions) *PostfixInstance {
 		}
 	}
 
+	// "postfix start" would leave master running as a daemon if the test
+	// binary died (panic, -timeout). Instead the harness runs the checks of
+	// "postfix start", which also create the queue directories, with
+	// "postfix check", then master in the foreground under a small shell
+	// that stops it when the harness closes its stdin or dies. (Pdeathsig
+	// on master itself does not survive master's switches of effective
+	// user.)
+	if out, err := p.postfix(postfixCmd, "check"); err != nil {
+		t.Fatalf("harness: postfix -c %s check: %v\n%s\nmail log:\n%s", p.ConfigDir, err, out, p.Log())
+	}
+	p.master = exec.Command("/bin/sh", "-c", masterWrapper, "sh", filepath.Join(p.postconf(t, "daemon_directory"), "master"))
+	p.master.Env = append(os.Environ(), "MAIL_CONFIG="+p.ConfigDir)
+	stdin, err := p.master.StdinPipe()
+	if err != nil {
+		t.Fatalf("harness: postfix master: %v", err)
+	}
+	p.masterStop = stdin
+	if err := p.master.Start(); err != nil {
+		t.Fatalf("harness: postfix master: %v", err)
+	}
+	p.masterDone = make(chan error, 1)
+	go func() { p.masterDone <- p.master.Wait() }()
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("postfix mail log %s:\n%s", p.LogFile, p.Log())
 		}
-		if os.Getenv("KEEP") == "" { p.stop(t, postfixCmd) }
+		p.stop(t)
 	})
-	if out, err := p.postfix(postfixCmd, "start"); err != nil {
-		t.Fatalf("harness: postfix -c %s start: %v\n%s\nmail log:\n%s", p.ConfigDir, err, out, p.Log())
-	}
 	if err := waitListening(p.Addr, 10*time.Second); err != nil {
 		t.Fatalf("harness: postfix smtpd: %v\nmail log:\n%s", err, p.Log())
 	}
@@ -207,26 +231,48 @@ func (p *PostfixInstance) postfix(postfixCmd string, args ...string) ([]byte, er
 	return cmd.CombinedOutput()
 }
 
-// stop stops the instance with "postfix stop", then kills whatever is left
-// of master's process group (master runs in a session of its own, and its
-// children stay in it).
-func (p *PostfixInstance) stop(t testing.TB, postfixCmd string) {
-	pid := p.masterPID()
-	if out, err := p.postfix(postfixCmd, "stop"); err != nil {
-		t.Logf("harness: postfix -c %s stop: %v\n%s", p.ConfigDir, err, out)
+// masterWrapper runs Postfix's master ($1) until its stdin reaches EOF, then
+// stops it with SIGTERM, as "postfix stop" does, and kills whatever is left
+// of master's process group (master makes itself a session leader, and its
+// children stay in its group).
+const masterWrapper = `"$1" -s </dev/null &
+master=$!
+while read -r _; do :; done
+kill -TERM "$master"
+wait "$master"
+kill -KILL -"$master" 2>/dev/null
+exit 0
+`
+
+// stop stops the instance and waits for master to be gone.
+func (p *PostfixInstance) stop(t testing.TB) {
+	p.masterStop.Close()
+	select {
+	case <-p.masterDone:
+		return
+	case <-time.After(15 * time.Second):
 	}
-	if pid > 0 {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	t.Errorf("harness: postfix master did not stop within 15s")
+	if b, err := os.ReadFile(filepath.Join(p.QueueDir, "pid", "master.pid")); err == nil {
+		if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
 	}
+	_ = p.master.Process.Kill()
 }
 
-func (p *PostfixInstance) masterPID() int {
-	b, err := os.ReadFile(filepath.Join(p.QueueDir, "pid", "master.pid"))
+// postconf returns the value of a parameter of the instance.
+func (p *PostfixInstance) postconf(t testing.TB, name string) string {
+	t.Helper()
+	postconfCmd, err := lookPath("postconf")
 	if err != nil {
-		return 0
+		t.Fatalf("harness: %v", err)
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
+	out, err := exec.Command(postconfCmd, "-c", p.ConfigDir, "-h", name).Output()
+	if err != nil {
+		t.Fatalf("harness: postconf -c %s -h %s: %v", p.ConfigDir, name, err)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // waitListening waits until something accepts TCP connections on addr.

@@ -236,38 +236,47 @@ func SendEnvelope(addr string, env Envelope) (*Result, error) {
 	if msg == nil {
 		res.MessageID, msg = newMessage(env)
 	}
-	helo := env.Helo
-	if helo == "" {
-		helo = "client.example"
-	}
 	c, greeting, err := Dial(addr)
 	res.Greeting = greeting
 	if err != nil {
 		return res, err
 	}
-	defer c.Close()
-	if !greeting.ok() {
-		return res, nil
+	if err := res.transaction(c, env, msg); err != nil {
+		c.Close()
+		return res, err
+	}
+	return res, c.Quit()
+}
+
+// transaction runs what follows the greeting, up to QUIT excluded.
+func (res *Result) transaction(c *Client, env Envelope, msg []byte) error {
+	helo := env.Helo
+	if helo == "" {
+		helo = "client.example"
+	}
+	var err error
+	if !res.Greeting.ok() {
+		return nil
 	}
 	if res.Ehlo, err = c.Ehlo(helo); err != nil || !res.Ehlo.ok() {
-		return res, err
+		return err
 	}
 	if env.ClientAddr != "" {
 		if res.XClient, err = c.XClient(env.ClientAddr, env.ClientName, env.Login); err != nil || !res.XClient.ok() {
-			return res, err
+			return err
 		}
 		if res.Ehlo, err = c.Ehlo(helo); err != nil || !res.Ehlo.ok() {
-			return res, err
+			return err
 		}
 	}
 	if res.Mail, err = c.Mail(env.From); err != nil || !res.Mail.ok() {
-		return res, err
+		return err
 	}
 	accepted := 0
 	for _, to := range env.To {
 		r, err := c.Rcpt(to)
 		if err != nil {
-			return res, err
+			return err
 		}
 		res.Rcpt = append(res.Rcpt, r)
 		if r.ok() {
@@ -275,11 +284,9 @@ func SendEnvelope(addr string, env Envelope) (*Result, error) {
 		}
 	}
 	if accepted > 0 {
-		if res.Data, err = c.Data(msg); err != nil {
-			return res, err
-		}
+		res.Data, err = c.Data(msg)
 	}
-	return res, c.Quit()
+	return err
 }
 
 // newMessage returns a small message for env with a fresh Message-ID.

@@ -1,0 +1,261 @@
+package harness
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var build struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// GreymilterBinary builds ./cmd/greymilter of this module once per test
+// process and returns the path of the binary. [Main] removes it when the
+// tests end.
+func GreymilterBinary(t testing.TB) string {
+	t.Helper()
+	build.once.Do(func() {
+		build.dir, build.err = os.MkdirTemp("", "greymilter-e2e-")
+		if build.err != nil {
+			return
+		}
+		// Tests run in their package's directory; find the module root
+		// from there.
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			build.err = fmt.Errorf("go env GOMOD: %w", err)
+			return
+		}
+		gomod := strings.TrimSpace(string(out))
+		if gomod == "" || gomod == os.DevNull {
+			build.err = fmt.Errorf("go env GOMOD: not inside a module")
+			return
+		}
+		path := filepath.Join(build.dir, "greymilter")
+		cmd := exec.Command("go", "build", "-o", path, "./cmd/greymilter")
+		cmd.Dir = filepath.Dir(gomod)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build ./cmd/greymilter: %w\n%s", err, out)
+			return
+		}
+		build.path = path
+	})
+	if build.err != nil {
+		t.Fatalf("harness: %v", build.err)
+	}
+	return build.path
+}
+
+// Main runs the tests of a package that uses the harness and removes what
+// the harness leaves for the whole test process (the built binary). Call it
+// from TestMain: func TestMain(m *testing.M) { harness.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
+}
+
+// GreymilterProcess is a greymilter started by [Greymilter].
+type GreymilterProcess struct {
+	Addr    string   // milter address, "127.0.0.1:PORT"
+	Socket  string   // the same as a socket spec, "inet:127.0.0.1:PORT": the value for smtpd_milters
+	DB      string   // the SQLite file, kept across restarts
+	LogFile string   // stdout and stderr of every run, appended
+	Args    []string // arguments after the harness's own
+
+	t    testing.TB
+	bin  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	err  error         // cmd's exit status, once done is closed
+}
+
+// Greymilter starts the real greymilter binary listening on a free loopback
+// port with a file database in the test's temp dir:
+//
+//	greymilter -s inet:127.0.0.1:PORT --db DIR/greymilter.db ARGS...
+//
+// and waits until it accepts connections. Flags in args come last, so they
+// win over the harness's (e.g. --db :memory:). The process is stopped with
+// SIGTERM when the test ends; if the test failed its log is written to the
+// test log.
+func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
+	t.Helper()
+	dir := t.TempDir()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+	g := &GreymilterProcess{
+		Addr:    addr,
+		Socket:  "inet:" + addr,
+		DB:      filepath.Join(dir, "greymilter.db"),
+		LogFile: filepath.Join(dir, "greymilter.log"),
+		Args:    args,
+		t:       t,
+		bin:     GreymilterBinary(t),
+	}
+	t.Cleanup(func() {
+		if g.running() {
+			g.Stop()
+		}
+		if t.Failed() {
+			t.Logf("greymilter log %s:\n%s", g.LogFile, g.Log())
+		}
+	})
+	g.start()
+	return g
+}
+
+func (g *GreymilterProcess) start() {
+	g.t.Helper()
+	logf, err := os.OpenFile(g.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		g.t.Fatalf("harness: greymilter log: %v", err)
+	}
+	defer logf.Close()
+	args := append([]string{"-s", g.Socket, "--db", g.DB}, g.Args...)
+	g.cmd = exec.Command(g.bin, args...)
+	g.cmd.Stdout = logf
+	g.cmd.Stderr = logf
+	// Do not outlive a test binary that dies without running its cleanups.
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := g.cmd.Start(); err != nil {
+		g.t.Fatalf("harness: start greymilter: %v", err)
+	}
+	g.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		g.err = cmd.Wait()
+		close(done)
+	}(g.cmd, g.done)
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-g.done:
+			g.t.Fatalf("harness: greymilter %s exited at start: %v\n%s", strings.Join(args, " "), g.err, g.Log())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", g.Addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("harness: greymilter does not listen on %s after 20s: %v\n%s", g.Addr, err, g.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (g *GreymilterProcess) running() bool {
+	select {
+	case <-g.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill kills greymilter with SIGKILL, as a crash would, and waits for it to
+// be gone.
+func (g *GreymilterProcess) Kill() {
+	g.t.Helper()
+	_ = g.cmd.Process.Kill()
+	<-g.done
+}
+
+// Stop sends SIGTERM and waits up to 10 seconds for greymilter to exit. It
+// returns the exit status (nil for a clean exit); a greymilter that does not
+// exit in time is killed and fails the test.
+func (g *GreymilterProcess) Stop() error {
+	g.t.Helper()
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.done:
+		return g.err
+	case <-time.After(10 * time.Second):
+		g.Kill()
+		g.t.Errorf("harness: greymilter did not exit within 10s of SIGTERM")
+		return g.err
+	}
+}
+
+// Restart starts greymilter again, stopped or killed before, with the same
+// arguments, port and database.
+func (g *GreymilterProcess) Restart() {
+	g.t.Helper()
+	if g.running() {
+		g.t.Fatalf("harness: restart of a greymilter that still runs")
+	}
+	g.start()
+}
+
+// Log returns what greymilter wrote so far, over all its runs.
+func (g *GreymilterProcess) Log() string {
+	b, err := os.ReadFile(g.LogFile)
+	if err != nil {
+		return fmt.Sprintf("(no greymilter log: %v)", err)
+	}
+	return string(b)
+}
+
+// Records returns greymilter's log lines parsed as slog text records.
+func (g *GreymilterProcess) Records() []LogRecord {
+	var recs []LogRecord
+	for _, line := range strings.Split(g.Log(), "\n") {
+		if r := ParseLogRecord(line); r != nil {
+			recs = append(recs, r)
+		}
+	}
+	return recs
+}
+
+// WaitRecords waits up to 10 seconds until n log records match, and returns
+// all those that match, oldest first; the test fails if fewer come. A
+// decision's line may be written a moment after the MTA got the reply.
+func (g *GreymilterProcess) WaitRecords(match func(LogRecord) bool, n int) []LogRecord {
+	g.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var recs []LogRecord
+		for _, r := range g.Records() {
+			if match(r) {
+				recs = append(recs, r)
+			}
+		}
+		if len(recs) >= n {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("harness: %d matching greymilter log records after 10s, want %d; log:\n%s", len(recs), n, g.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WaitRecord waits up to 10 seconds for a log record that match accepts and
+// returns the first one; the test fails if none comes.
+func (g *GreymilterProcess) WaitRecord(match func(LogRecord) bool) LogRecord {
+	g.t.Helper()
+	return g.WaitRecords(match, 1)[0]
+}
+
+// DecisionFor matches the log records of decisions (msg=decision) about
+// recipient.
+func DecisionFor(recipient string) func(LogRecord) bool {
+	return func(r LogRecord) bool {
+		return r["msg"] == "decision" && strings.EqualFold(strings.Trim(r["recipient"], "<>"), recipient)
+	}
+}
