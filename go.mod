@@ -13,5 +13,6 @@ require (
 
 require (
 	github.com/emersion/go-message v0.18.2 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/image v0.48.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 )

@@ -144,6 +144,7 @@ type Engine struct {
 	dryRun  bool
 	timeout time.Duration
 	metrics *Metrics
+	observe func(time.Time, Verdict)
 }
 
 // Options configures an Engine.
@@ -155,11 +156,14 @@ type Options struct {
 	DryRun bool
 	// Timeout bounds a whole decision; steps abstain when it runs out.
 	Timeout time.Duration
+	// Observe, if set, is told every verdict (before dry-run turns it into
+	// a pass), e.g. to keep the decision log.
+	Observe func(at time.Time, v Verdict)
 }
 
 // New builds an engine that runs steps in the order given.
 func New(opts Options, steps ...Step) *Engine {
-	e := &Engine{steps: steps, clock: opts.Clock, log: opts.Logger, onError: opts.OnError, dryRun: opts.DryRun, timeout: opts.Timeout, metrics: newMetrics()}
+	e := &Engine{steps: steps, clock: opts.Clock, log: opts.Logger, onError: opts.OnError, dryRun: opts.DryRun, timeout: opts.Timeout, metrics: newMetrics(), observe: opts.Observe}
 	if e.clock == nil {
 		e.clock = SystemClock{}
 	}
@@ -174,15 +178,26 @@ func (e *Engine) Metrics() *Metrics { return e.metrics }
 
 // Decide judges one recipient. It never fails: an internal error or panic
 // becomes the configured fallback verdict, and is logged.
-func (e *Engine) Decide(ctx context.Context, req *Request) (v Verdict) {
+func (e *Engine) Decide(ctx context.Context, req *Request) Verdict {
 	start := time.Now()
 	d := &Decision{Req: req, Now: e.clock.Now()}
+	v := e.decide(ctx, d)
+	e.metrics.count(v, time.Since(start))
+	if e.observe != nil {
+		e.observe(d.Now, v)
+	}
+	if e.dryRun && v.Action != Pass {
+		v = Verdict{Action: Pass, Step: v.Step, Reason: v.Reason, DryRun: true, Headers: d.Headers}
+	}
+	return v
+}
+
+func (e *Engine) decide(ctx context.Context, d *Decision) (v Verdict) {
 	defer func() {
 		if p := recover(); p != nil {
 			e.log.Error("engine panic", "panic", p, "stack", string(debug.Stack()))
 			v = e.fallback(d, fmt.Errorf("panic: %v", p))
 		}
-		e.metrics.count(v, time.Since(start))
 	}()
 	if e.timeout > 0 {
 		var cancel context.CancelFunc
@@ -194,9 +209,6 @@ func (e *Engine) Decide(ctx context.Context, req *Request) (v Verdict) {
 		return e.fallback(d, err)
 	}
 	e.logDecision(slog.LevelInfo, d, v)
-	if e.dryRun && v.Action != Pass {
-		v = Verdict{Action: Pass, Step: v.Step, Reason: v.Reason, DryRun: true, Headers: d.Headers}
-	}
 	return v
 }
 

@@ -93,10 +93,17 @@ func TestInternalErrorsBecomeTheFallback(t *testing.T) {
 
 func TestDryRunPassesButLogsTheVerdict(t *testing.T) {
 	var buf bytes.Buffer
-	e := newTestEngine(&buf, Options{DryRun: true}, stepFunc{"greylist", deferStep})
+	var observed []Verdict
+	e := newTestEngine(&buf, Options{DryRun: true, Observe: func(_ time.Time, v Verdict) { observed = append(observed, v) }}, stepFunc{"greylist", deferStep})
 	v := e.Decide(context.Background(), req)
 	if v.Action != Pass || !v.DryRun || v.Reason != "new" {
 		t.Fatalf("dry run verdict %+v", v)
+	}
+	if len(observed) != 1 || observed[0].Action != Defer {
+		t.Errorf("observed %+v, want the real (deferring) verdict", observed)
+	}
+	if m := e.Metrics().Snapshot(); len(m) != 1 || m[0].Action != "greylist" {
+		t.Errorf("metrics %+v, want the real verdict counted", m)
 	}
 	if !strings.Contains(buf.String(), "action=greylist") || !strings.Contains(buf.String(), "dry_run=true") {
 		t.Errorf("log %q should show the would-be deferral", buf.String())

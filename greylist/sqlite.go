@@ -43,6 +43,13 @@ var migrations = []string{
 		last_seen INTEGER NOT NULL
 	) WITHOUT ROWID;
 	CREATE INDEX clients_last_seen ON clients (last_seen);`,
+	`CREATE TABLE decision_counts (
+		hour   INTEGER NOT NULL, -- unix hour
+		action TEXT NOT NULL,
+		reason TEXT NOT NULL,
+		n      INTEGER NOT NULL,
+		PRIMARY KEY (hour, action, reason)
+	) WITHOUT ROWID;`,
 }
 
 // SQLite is a Store in an SQLite database file (or in memory).
@@ -399,6 +406,7 @@ func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeSt
 			purgeStep{&st.Clients, `DELETE FROM clients WHERE client IN
 				(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `)`, old})
 	}
+	steps = append(steps, purgeStep{new(int), `DELETE FROM decision_counts WHERE hour < ?`, now.Add(-CountsMaxAge).Unix() / 3600})
 	if rules.PurgeUnverified > 0 {
 		steps = append(steps, purgeStep{&st.Unverified, `DELETE FROM triplets WHERE (client, sender, recipient) IN
 			(SELECT client, sender, recipient FROM triplets WHERE passed_at = 0 AND first_seen < ? LIMIT ` + limit + `)`,

@@ -20,10 +20,12 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/internal/sockaddr"
 	"github.com/greymilter/greymilter/milter"
+	"github.com/greymilter/greymilter/stats"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -36,6 +38,9 @@ const DefaultSocket = "inet:127.0.0.1:10029"
 const exitUsage = 2
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "stats" {
+		os.Exit(runStats(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
@@ -72,6 +77,7 @@ type app struct {
 	clock engine.Clock
 
 	steps    [numSlots][]engine.Step
+	recorder *stats.Recorder
 	services []service
 	reloads  []func() error
 	closers  []func() error
@@ -79,6 +85,8 @@ type app struct {
 	greylist   *greylist.Greylist
 	engine     *engine.Engine
 	milterAddr sockaddr.Addr
+	// dnsResolver is shared by every DNS lookup; use a.resolver() (dnsbl.go).
+	dnsResolver *dnsbl.Resolver
 }
 
 // service is a long-running part: Serve blocks until Shutdown.
@@ -211,7 +219,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: greymilter [flags]\n\nAn intelligent greylisting milter and policy server for Postfix and Sendmail.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: greymilter [flags]\n       greymilter stats [--db FILE] [--days N] [--hourly] [--png FILE]\n\nAn intelligent greylisting milter and policy server for Postfix and Sendmail.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	var core coreFlags
@@ -287,6 +295,7 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 		return nil, err
 	}
 	a.onClose(store.Close)
+	a.recorder = stats.NewRecorder(store, logger)
 	a.greylist = &greylist.Greylist{Store: store, Rules: c.rules, AutoWhitelist: c.autoWhitelist, Log: logger}
 	g := &engine.Greylisting{
 		Greylist: a.greylist,
@@ -310,7 +319,8 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	if c.onError == "accept" {
 		onError = engine.OnErrorAccept
 	}
-	a.engine = engine.New(engine.Options{Clock: a.clock, Logger: logger, OnError: onError, DryRun: c.dryRun, Timeout: c.decisionTimeout}, steps...)
+	a.engine = engine.New(engine.Options{Clock: a.clock, Logger: logger, OnError: onError, DryRun: c.dryRun, Timeout: c.decisionTimeout,
+		Observe: func(at time.Time, v engine.Verdict) { a.recorder.Add(at, v.Action.String(), v.Reason) }}, steps...)
 
 	addr, _ := sockaddr.Parse(c.socket)
 	ln, err := sockaddr.Listen(ctx, addr, os.FileMode(c.socketMode))
@@ -336,6 +346,7 @@ func (a *app) serve(ctx context.Context, c *coreFlags) int {
 	maintainCtx, stopMaintain := context.WithCancel(context.Background())
 	var maint sync.WaitGroup
 	maint.Go(func() { a.greylist.Maintain(maintainCtx, c.purgeInterval, a.clock.Now) })
+	maint.Go(func() { a.recorder.Run(maintainCtx, time.Minute) })
 
 	errs := make(chan error, len(a.services))
 	for _, s := range a.services {

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/stats"
+)
+
+// runStats is `greymilter stats`: the decision log summed up by day (or
+// hour), what the store holds, and optionally a PNG graph.
+func runStats(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("greymilter stats", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: greymilter stats [flags]\n\nSums up greymilter's decision log.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	db := fs.String("db", "greymilter.db", "greymilter's SQLite database")
+	days := fs.Int("days", 7, "how many days back")
+	hourly := fs.Bool("hourly", false, "one row per hour instead of per day")
+	pngPath := fs.String("png", "", "also draw the report as a PNG graph into this file")
+	width := fs.Int("width", 800, "graph width in pixels")
+	height := fs.Int("height", 400, "graph height in pixels")
+	autoWhitelist := fs.Int("auto-whitelist-clients", 5, "passes that make a client auto-whitelisted, as greymilter runs with")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "greymilter stats: %v\n", err)
+		return exitUsage
+	}
+	if *days < 1 {
+		fmt.Fprintf(stderr, "greymilter stats: --days %d: want 1 or more\n", *days)
+		return exitUsage
+	}
+	if _, err := os.Stat(*db); err != nil {
+		fmt.Fprintf(stderr, "greymilter stats: --db: %v\n", err)
+		return exitUsage
+	}
+	store, err := greylist.OpenSQLite(*db)
+	if err != nil {
+		fmt.Fprintf(stderr, "greymilter stats: %v\n", err)
+		return 1
+	}
+	defer store.Close()
+	if err := writeStats(context.Background(), store, stdout, statsOptions{
+		days: *days, hourly: *hourly, pngPath: *pngPath, width: *width, height: *height, autoWhitelist: *autoWhitelist, now: time.Now(),
+	}); err != nil {
+		fmt.Fprintf(stderr, "greymilter stats: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type statsOptions struct {
+	days          int
+	hourly        bool
+	pngPath       string
+	width, height int
+	autoWhitelist int
+	now           time.Time
+}
+
+func writeStats(ctx context.Context, store *greylist.SQLite, w io.Writer, o statsOptions) error {
+	step := 24 * time.Hour
+	if o.hourly {
+		step = time.Hour
+	}
+	to := o.now.UTC().Truncate(step).Add(step)
+	from := to.Add(-time.Duration(o.days) * 24 * time.Hour)
+	counts, err := store.Counts(ctx, from)
+	if err != nil {
+		return err
+	}
+	report := stats.Build(counts, from, to, step)
+	if err := report.WriteText(w); err != nil {
+		return err
+	}
+	sum, err := store.Summary(ctx, o.autoWhitelist)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nstore: %d triplets (%d passed, %d waiting or never retried), %d clients (%d auto-whitelisted)\n",
+		sum.Triplets, sum.Passed, sum.Triplets-sum.Passed, sum.Clients, sum.AutoWhitelisted)
+	if o.pngPath == "" {
+		return nil
+	}
+	f, err := os.Create(o.pngPath)
+	if err != nil {
+		return err
+	}
+	if err := report.WritePNG(f, o.width, o.height); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
