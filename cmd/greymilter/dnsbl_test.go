@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/engine"
+)
+
+func TestDNSFlagErrorsExit2(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--addbl", "bad zone"}, "--addbl"},
+		{[]string{"--addwl", "wl.test=127.0.0.300"}, "--addwl"},
+		{[]string{"--policy", "most"}, "--policy"},
+		{[]string{"--dnsbl-action", "drop"}, "--dnsbl-action"},
+		{[]string{"--dns-timeout", "0"}, "--dns-timeout"},
+		{[]string{"--dnsbl-code", "250"}, "--dnsbl-code"},
+		{[]string{"--dnsbl-ecode", "4.7.1"}, "--dnsbl-ecode"},
+		{[]string{"--dns-min-ttl", "2h", "--dns-max-ttl", "1h"}, "--dns-max-ttl"},
+		{[]string{"--dnswl-threshold", "0"}, "--dnswl-threshold"},
+		{[]string{"--dnsbl-reply", "bl.test=550 5.7.1 no"}, "--dnsbl-reply"},
+		{[]string{"--addbl", "bl.test", "--dnsbl-reply", "other.test=550 5.7.1 no"}, "--dnsbl-reply"},
+		{[]string{"--addbl", "bl.test", "--dns", "not a server"}, "--dns"},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		args := append([]string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0"}, tt.args...)
+		if code := run(args, &stderr); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%v: message %q does not name %s", tt.args, stderr.String(), tt.want)
+		}
+	}
+}
+
+// buildDNS parses args into the DNS flags and builds the DNS module.
+func buildDNS(t *testing.T, args ...string) (*app, *bytes.Buffer) {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	dnsOpts.add(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	a := &app{log: slog.New(slog.NewTextHandler(&log, nil)), clock: engine.SystemClock{}}
+	if err := dnsOpts.build(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	return a, &log
+}
+
+func TestDNSFlagsBuildSteps(t *testing.T) {
+	srv := dnstest.Start(t, "testdata/dnsbl.zone")
+	tests := []struct {
+		args   []string
+		client string
+		want   string // action reason, and the reply or header
+	}{
+		{[]string{"-a", "bl.test"}, "192.0.2.1", "reject dnsbl 550 5.7.1 Rejected. Address 192.0.2.1 found in bl.test"},
+		{[]string{"-a", "bl.test"}, "192.0.2.2", "reject dnsbl 550 5.7.1 Rejected. Address 192.0.2.2 found in bl.test"},
+		{[]string{"-a", "bl.test=127.0.0.2-127.0.0.11"}, "192.0.2.2", "pass no-step-decided"},
+		{[]string{"-a", "bl.test", "--dnsbl-code", "554", "--dnsbl-ecode", "5.7.0", "--dnsbl-text", "{ADDR} on {DNSBL}"}, "192.0.2.1",
+			"reject dnsbl 554 5.7.0 192.0.2.1 on bl.test"},
+		{[]string{"-a", "bl.test", "--dnsbl-reply", "bl.test=521 5.7.2 go away"}, "192.0.2.1", "reject dnsbl 521 5.7.2 go away"},
+		{[]string{"-a", "bl.test", "--dnsbl-action", "mark"}, "192.0.2.1", "pass no-step-decided X-RBL-Warning: 192.0.2.1 listed in bl.test"},
+		{[]string{"-a", "bl.test", "--dnsbl-action", "greylist"}, "192.0.2.1", "pass no-step-decided"},
+		{[]string{"-a", "bl.test", "--addbl", "wl.test", "--policy", "all"}, "192.0.2.1", "pass no-step-decided"},
+		{[]string{"-a", "bl.test", "--addbl", "wl.test", "--dnsbl-threshold", "1", "--policy", "all"}, "192.0.2.1",
+			"reject dnsbl 550 5.7.1 Rejected. Address 192.0.2.1 found in bl.test"},
+		{[]string{"--addwl", "wl.test", "-a", "bl.test"}, "192.0.2.3", "pass dnswl"},
+		{[]string{"--addwl", "wl.test", "--dnswl-threshold", "2"}, "192.0.2.3", "pass no-step-decided"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			a, _ := buildDNS(t, append([]string{"--dns", srv.Addr()}, tt.args...)...)
+			var steps []engine.Step
+			for _, ss := range a.steps {
+				steps = append(steps, ss...)
+			}
+			e := engine.New(engine.Options{Logger: slog.New(slog.DiscardHandler)}, steps...)
+			v := e.Decide(context.Background(), &engine.Request{ClientAddr: netip.MustParseAddr(tt.client), Recipient: "b@example.net"})
+			got := v.Action.String() + " " + v.Reason
+			if v.Code != 0 {
+				got += " " + v.Reply()
+			}
+			for _, h := range v.Headers {
+				got += " " + h.Name + ": " + h.Value
+			}
+			if got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolverIsShared(t *testing.T) {
+	srv := dnstest.Start(t, "testdata/dnsbl.zone")
+	a, log := buildDNS(t, "--dns", srv.Addr(), "--addbl", "bl.test", "--addwl", "wl.test", "--dns-timeout", "1s")
+	r, err := a.resolver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2, _ := a.resolver(); r2 != r {
+		t.Error("second call built another resolver")
+	}
+	if got := r.Servers(); len(got) != 1 || got[0] != srv.Addr() {
+		t.Errorf("servers %v", got)
+	}
+	if n := strings.Count(log.String(), "DNS resolver"); n != 1 {
+		t.Errorf("resolver built %d times:\n%s", n, log.String())
+	}
+	if len(a.steps[slotDNSWL]) != 1 || len(a.steps[slotDNSBL]) != 1 {
+		t.Errorf("steps: dnswl %d, dnsbl %d", len(a.steps[slotDNSWL]), len(a.steps[slotDNSBL]))
+	}
+}
+
+func TestSelfTestService(t *testing.T) {
+	srv := dnstest.Start(t, "testdata/dnsbl.zone")
+	for _, tt := range []struct {
+		zone string
+		warn bool
+	}{{"bl.test", false}, {"missing.test", true}} {
+		a, log := buildDNS(t, "--dns", srv.Addr(), "--dns-timeout", "1s", "--addbl", tt.zone)
+		if len(a.services) != 1 {
+			t.Fatalf("%d services", len(a.services))
+		}
+		if err := a.services[0].serve(); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(log.String(), "level=WARN msg=\"DNS list fails the RFC 5782 self-test"); got != tt.warn {
+			t.Errorf("%s: warning %v, want %v:\n%s", tt.zone, got, tt.warn, log.String())
+		}
+	}
+}
