@@ -118,3 +118,20 @@ func BenchmarkMatchAddress(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParseNetworks is the cost of reading and compiling a file of
+// 100,000 networks, which a reload pays once.
+func BenchmarkParseNetworks(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var text strings.Builder
+	for i := 0; i < 100000; i++ {
+		fmt.Fprintf(&text, "%d.%d.%d.%d/%d\n", 1+rng.IntN(223), rng.IntN(256), rng.IntN(256), rng.IntN(256), 20+rng.IntN(13))
+	}
+	s := text.String()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(Clients, "bench", strings.NewReader(s)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
