@@ -1,0 +1,32 @@
+package checks
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/greymilter/greymilter/dnsbl"
+	"github.com/greymilter/greymilter/dnstest"
+)
+
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// newResolver starts a DNS server with the zones and returns the project's
+// caching resolver asking it.
+func newResolver(t *testing.T, zones ...string) (*dnsbl.Resolver, *dnstest.Server) {
+	t.Helper()
+	srv := dnstest.Start(t, zones...)
+	r, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, srv
+}
