@@ -82,7 +82,7 @@ func (r *Resolver) order() []*upstream {
 func (r *Resolver) exchange(ctx context.Context, k cacheKey) (*dns.Msg, error) {
 	servers := r.order()
 	attempts := max(len(servers), 2)
-	var errs []error
+	var errs attemptErrors
 	for i := range attempts {
 		s := servers[i%len(servers)]
 		var per time.Duration
@@ -98,17 +98,33 @@ func (r *Resolver) exchange(ctx context.Context, k cacheKey) (*dns.Msg, error) {
 			err = fmt.Errorf("%w: %s from %s", ErrServerFailure, dns.RcodeToString[m.Rcode], s.addr)
 		} else {
 			if err := expired(ctx); err != nil {
-				return nil, errors.Join(append(errs, err)...)
+				return nil, append(errs, fmt.Errorf("stopped: %w", err))
 			}
 			if isTimeout(err) {
 				s.downUntil.Store(r.clock.Now().Add(downFor).UnixNano())
+				err = fmt.Errorf("%s: no answer in %v: %w", s.addr, per.Round(time.Millisecond), err)
+			} else {
+				err = fmt.Errorf("%s: %w", s.addr, err)
 			}
-			err = fmt.Errorf("%s: %w", s.addr, err)
 		}
 		errs = append(errs, err)
 	}
-	return nil, errors.Join(errs...)
+	return nil, errs
 }
+
+// attemptErrors are the failures of the attempts of one query, on one
+// line for the log; errors.Is and errors.As see each of them.
+type attemptErrors []error
+
+func (e attemptErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e attemptErrors) Unwrap() []error { return e }
 
 // ask sends one query to s over UDP, and again over TCP if the answer is
 // truncated, within per (no bound of its own when per is 0).
