@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -61,13 +62,26 @@ func GreymilterBinary(t testing.TB) string {
 // Main runs the tests of a package that uses the harness and removes what
 // the harness leaves for the whole test process (the built binary). Call it
 // from TestMain: func TestMain(m *testing.M) { harness.Main(m) }.
+//
+// End-to-end tests spend their time waiting (for greymilter's delay, for
+// Postfix), not computing, so unless -test.parallel is given Main lets
+// [Parallel] of them run at once instead of GOMAXPROCS.
 func Main(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(Parallel))
+	}
 	code := m.Run()
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
 	}
 	os.Exit(code)
 }
+
+// Parallel is how many parallel tests [Main] runs at once by default.
+const Parallel = 8
 
 // GreymilterProcess is a greymilter started by [Greymilter].
 type GreymilterProcess struct {
