@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -192,4 +193,17 @@ func (a *app) resolver() (*dnsbl.Resolver, error) {
 	a.log.Info("DNS resolver", "servers", strings.Join(r.Servers(), ","), "timeout", f.timeout.String())
 	a.dnsResolver = r
 	return r, nil
+}
+
+// writeDNSMetrics adds the resolver's counters to /metrics; nothing when no
+// module needed DNS.
+func writeDNSMetrics(w io.Writer, r *dnsbl.Resolver) {
+	if r == nil {
+		return
+	}
+	s := r.Stats()
+	fmt.Fprintf(w, "# HELP greymilter_dns_lookups_total DNS lookups asked of the resolver.\n# TYPE greymilter_dns_lookups_total counter\ngreymilter_dns_lookups_total %d\n", s.Lookups)
+	fmt.Fprintf(w, "# HELP greymilter_dns_cache_hits_total DNS lookups answered from the cache.\n# TYPE greymilter_dns_cache_hits_total counter\ngreymilter_dns_cache_hits_total %d\n", s.CacheHits)
+	fmt.Fprintf(w, "# HELP greymilter_dns_queries_total DNS queries sent to the upstream servers, retries included.\n# TYPE greymilter_dns_queries_total counter\ngreymilter_dns_queries_total %d\n", s.Queries)
+	fmt.Fprintf(w, "# HELP greymilter_dns_cache_entries DNS answers in the cache.\n# TYPE greymilter_dns_cache_entries gauge\ngreymilter_dns_cache_entries %d\n", s.Cached)
 }

@@ -143,3 +143,24 @@ func TestSelfTestService(t *testing.T) {
 		}
 	}
 }
+
+func TestDNSMetrics(t *testing.T) {
+	srv := dnstest.Start(t, "testdata/dnsbl.zone")
+	a, _ := buildDNS(t, "--dns", srv.Addr(), "--addbl", "bl.test")
+	r, _ := a.resolver()
+	for range 2 {
+		a.steps[slotDNSBL][0].Run(context.Background(), &engine.Decision{Req: &engine.Request{ClientAddr: netip.MustParseAddr("192.0.2.1")}}) //nolint:errcheck
+	}
+	var out bytes.Buffer
+	writeDNSMetrics(&out, r)
+	for _, want := range []string{"greymilter_dns_lookups_total 2\n", "greymilter_dns_cache_hits_total 1\n", "greymilter_dns_queries_total 1\n", "greymilter_dns_cache_entries 1\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	writeDNSMetrics(&out, nil)
+	if out.Len() != 0 {
+		t.Errorf("metrics without a resolver: %q", out.String())
+	}
+}

@@ -32,6 +32,7 @@ func init() {
 			mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 				a.engine.Metrics().WritePrometheus(w)
+				writeDNSMetrics(w, a.dnsResolver)
 			})
 			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 			a.addService(service{
