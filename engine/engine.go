@@ -96,6 +96,9 @@ type Decision struct {
 	// Identity, when set, replaces the client subnet in the triplet (e.g.
 	// "spf:example.com" when SPF passed for the sender's domain).
 	Identity string
+	// SPF is the sender's SPF result ("pass", "fail", ...; "" until a
+	// step evaluated it), so that it is evaluated once per decision.
+	SPF string
 	// attrs are key=value pairs for the decision's log line.
 	attrs []slog.Attr
 }
