@@ -173,6 +173,13 @@ func (w *worker) loop(ctx context.Context) error {
 	}()
 	for ctx.Err() == nil {
 		t, err := w.r.sched.Next(time.Now())
+		if err == errWarmupFull {
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}

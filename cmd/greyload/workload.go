@@ -127,6 +127,7 @@ type Scheduler struct {
 	nextID   uint64
 	warmup   bool
 	issued   int // recipients issued in the measured phase
+	warmed   int // recipients issued in the warm-up
 	limit    int
 	stopped  bool
 	fallback int // retry slots given a new transaction: no retry was due
@@ -168,12 +169,20 @@ func (s *Scheduler) Fallbacks() int {
 	return s.fallback
 }
 
+// errWarmupFull says that the warm-up issued as many recipients as the
+// measured phase will: enough retries are waiting, and the worker waits for
+// the measured phase.
+var errWarmupFull = errors.New("warm-up full")
+
 // Next returns the next transaction, or nil when the run is over.
 func (s *Scheduler) Next(now time.Time) (*Txn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped || (!s.warmup && s.issued >= s.limit) {
 		return nil, nil
+	}
+	if s.warmup && s.warmed >= s.limit {
+		return nil, errWarmupFull
 	}
 	var t *Txn
 	if !s.warmup && s.mix.Float64() >= s.shape.NewShare {
@@ -192,7 +201,9 @@ func (s *Scheduler) Next(now time.Time) (*Txn, error) {
 		}
 	}
 	t.Warmup = s.warmup
-	if !s.warmup {
+	if s.warmup {
+		s.warmed += len(t.Rcpts)
+	} else {
 		s.issued += len(t.Rcpts)
 	}
 	return t, nil
