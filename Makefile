@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZ_TARGETS ?= ./lists:FuzzParse ./policyd:FuzzReader
 FUZZTIME ?= 10s
 
-.PHONY: all build run test fuzz bench lint clean
+.PHONY: all build run test e2e fuzz bench lint clean
 
 all: build
 
@@ -22,6 +22,11 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) fuzz
+
+# End-to-end tests only (part of `test`): the real greymilter behind private
+# Postfix instances; needs root, postfix, swaks and miltertest (see .ci/run).
+e2e:
+	$(GO) test -count=1 ./test/...
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
