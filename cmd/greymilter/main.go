@@ -50,6 +50,7 @@ type slot int
 const (
 	slotBypass slot = iota
 	slotLists
+	slotIdentity // names the triplet's client (SPF identity) before the known lookup
 	slotKnown
 	slotDNSWL
 	slotDNSBL

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/engine"
+)
+
+func TestBadChecksFlagsExit2(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "patterns")
+	if err := os.WriteFile(bad, []byte("# ok\ndynamic dsl\nsometimes dsl\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dynamic-patterns", bad}, bad + ":3: "}, // checked in mode always too
+		{[]string{"--mode", "suspicious", "--dynamic-patterns", bad}, bad + ":3: "},
+		{[]string{"--dynamic-patterns", bad + ".missing"}, "missing"},
+		{[]string{"--mode", "sometimes"}, "--mode"},
+		{[]string{"--spf-timeout", "0"}, "--spf-timeout"},
+		{[]string{"--suspicion-threshold", "two"}, "--suspicion-threshold"},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		args := append([]string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0", "--dns", "127.0.0.1:53"}, tt.args...)
+		if code := run(args, &stderr); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%v: stderr %q, want it to name %q", tt.args, stderr.String(), tt.want)
+		}
+	}
+}
+
+// buildChecks parses args with the checks and DNS flags and builds the
+// checks module into a fresh app.
+func buildChecks(t *testing.T, args ...string) (*app, *bytes.Buffer) {
+	t.Helper()
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	var f checkFlags
+	f.add(fs)
+	dnsOpts.add(fs)
+	t.Cleanup(func() { dnsOpts = dnsFlags{} })
+	srv := dnstest.Start(t)
+	if err := fs.Parse(append([]string{"--dns", srv.Addr()}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	a := &app{log: slog.New(slog.NewTextHandler(&logs, nil)), clock: engine.SystemClock{}}
+	if err := f.build(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	return a, &logs
+}
+
+func TestChecksModuleSteps(t *testing.T) {
+	tests := []struct {
+		args                []string
+		identity, suspicion bool
+	}{
+		{nil, true, false},
+		{[]string{"--mode", "always", "--spf-identity=false"}, false, false},
+		{[]string{"--mode", "suspicious"}, true, true},
+		{[]string{"--mode", "suspicious", "--spf-identity=false"}, false, true},
+	}
+	for _, tt := range tests {
+		a, _ := buildChecks(t, tt.args...)
+		if got := len(a.steps[slotIdentity]) == 1; got != tt.identity {
+			t.Errorf("%v: identity step %v, want %v", tt.args, got, tt.identity)
+		}
+		if got := len(a.steps[slotSuspicion]) == 1; got != tt.suspicion {
+			t.Errorf("%v: suspicion step %v, want %v", tt.args, got, tt.suspicion)
+		}
+		if (a.dnsResolver != nil) != (tt.identity || tt.suspicion) {
+			t.Errorf("%v: resolver built: %v", tt.args, a.dnsResolver != nil)
+		}
+	}
+}
+
+// TestDynamicPatternsReload: SIGHUP rereads the pattern files; a broken
+// one is logged with FILE:LINE and the patterns in force stay.
+func TestDynamicPatternsReload(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "patterns")
+	write := func(text string) {
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("# nothing yet\n")
+	a, logs := buildChecks(t, "--mode", "suspicious", "--spf-identity=false", "--dynamic-patterns", file)
+	e := engine.New(engine.Options{Logger: a.log}, a.steps[slotSuspicion]...)
+	reason := func() string {
+		return e.Decide(context.Background(), &engine.Request{
+			ClientAddr: netip.MustParseAddr("198.51.100.7"), ClientName: "gw7.isp.example", Helo: "gw7.isp.example",
+			Sender: "a@isp.example", Recipient: "b@example.net",
+		}).Reason
+	}
+	if got := reason(); got != "not-suspicious" {
+		t.Fatalf("before: %s, want not-suspicious", got)
+	}
+	write("dynamic gw\n")
+	a.reload()
+	if got := reason(); got != "no-step-decided" {
+		t.Fatalf("after reload: %s, want the client left to later steps", got)
+	}
+	write("dynamic gw\ndynamic 3g\n")
+	a.reload()
+	if !strings.Contains(logs.String(), file+":2: ") {
+		t.Errorf("log %q does not name %s:2", logs.String(), file)
+	}
+	if got := reason(); got != "no-step-decided" {
+		t.Fatalf("after a broken reload: %s, want the previous patterns in force", got)
+	}
+}
