@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Go's profiler over HTTP, for finding what slows greymilter under load
+// (go tool pprof http://ADDR/debug/pprof/profile). Off unless
+// --pprof-listen is given, and only on loopback: profiles show addresses
+// of mail in flight, and a CPU profile costs the server while it runs.
+func init() {
+	var addr string
+	register(module{
+		name: "pprof",
+		addFlags: func(fs *pflag.FlagSet) {
+			fs.StringVar(&addr, "pprof-listen", "", "serve Go profiles at http://ADDR/debug/pprof/ (loopback HOST:PORT only; for performance work)")
+		},
+		build: func(ctx context.Context, a *app) error {
+			if addr == "" {
+				return nil
+			}
+			if err := checkLoopback(addr); err != nil {
+				return configError(fmt.Errorf("--pprof-listen: %w", err))
+			}
+			var lc net.ListenConfig
+			ln, err := lc.Listen(ctx, "tcp", addr)
+			if err != nil {
+				return fmt.Errorf("--pprof-listen: %w", err)
+			}
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			a.addService(service{
+				name: "pprof http://" + ln.Addr().String() + "/debug/pprof/",
+				serve: func() error {
+					if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+						return err
+					}
+					return nil
+				},
+				shutdown: srv.Shutdown,
+			})
+			return nil
+		},
+	})
+}
+
+// checkLoopback accepts HOST:PORT where HOST is a loopback address or
+// localhost.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Unmap().IsLoopback() {
+		return fmt.Errorf("%q: only a loopback address (127.0.0.1, [::1], localhost) is allowed", addr)
+	}
+	return nil
+}
