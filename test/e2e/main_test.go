@@ -26,6 +26,7 @@ const (
 // it as its milter.
 func system(t *testing.T, args ...string) (*harness.GreymilterProcess, *harness.PostfixInstance) {
 	t.Helper()
+	harness.Require(t, "postfix") // before building greymilter for nothing
 	gm := harness.Greymilter(t, append([]string{"--delay", delay.String(), "--hostname", hostname}, args...)...)
 	pf := harness.Postfix(t, harness.PostfixOptions{Milter: gm.Socket})
 	return gm, pf

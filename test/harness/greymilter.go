@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,14 +102,20 @@ type GreymilterProcess struct {
 // Greymilter starts the real greymilter binary listening on a free loopback
 // port with a file database in the test's temp dir:
 //
-//	greymilter -s inet:127.0.0.1:PORT --db DIR/greymilter.db ARGS...
+//	greymilter -s inet:127.0.0.1:PORT --db DIR/greymilter.db [--dns 127.0.0.1:DEAD] ARGS...
 //
 // and waits until it accepts connections. Flags in args come last, so they
-// win over the harness's (e.g. --db :memory:). The process is stopped with
-// SIGTERM when the test ends; if the test failed its log is written to the
-// test log.
+// win over the harness's (e.g. --db :memory:). Unless args name DNS servers
+// (--dns), greymilter is given a loopback port where no DNS server listens:
+// no test asks the outside world, and lookups (SPF, reverse names) fail at
+// once so that their steps abstain. The process is stopped with SIGTERM
+// when the test ends; if the test failed its log is written to the test
+// log.
 func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
 	t.Helper()
+	if !slices.ContainsFunc(args, func(a string) bool { return a == "--dns" || strings.HasPrefix(a, "--dns=") }) {
+		args = append([]string{"--dns", deadDNS(t)}, args...)
+	}
 	dir := t.TempDir()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 	g := &GreymilterProcess{
@@ -130,6 +137,18 @@ func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
 	})
 	g.start()
 	return g
+}
+
+// deadDNS returns a loopback UDP address where nothing listens: a query
+// sent there is refused at once.
+func deadDNS(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("harness: dead DNS address: %v", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
 }
 
 func (g *GreymilterProcess) start() {
