@@ -99,7 +99,10 @@ func (s *DNSBL) Run(ctx context.Context, d *Decision) (bool, error) {
 		d.ForceGreylist = true
 		return false, nil
 	case DNSBLMark:
+		// A listed client is never waved through as "not suspicious": it
+		// is marked and greylisted like any unknown triplet.
 		d.Note("dnsbl_action", "mark")
+		d.ForceGreylist = true
 		d.Headers = append(d.Headers, Header{Name: "X-RBL-Warning",
 			Value: ExpandTemplate(DefaultDNSBLHeader, d.Req, 0, "DNSBL", zones)})
 		return false, nil

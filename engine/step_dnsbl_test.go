@@ -102,7 +102,7 @@ func TestDNSSteps(t *testing.T) {
 		{
 			name: "mark action", client: "192.0.2.1",
 			bl:   &DNSBL{List: lists(dnsbl.All, "bl1.test", "bl2.test", "bl3.test"), Action: DNSBLMark},
-			want: "pass last last", reachedLast: true, header: "X-RBL-Warning: 192.0.2.1 listed in bl1.test, bl2.test, bl3.test",
+			want: "pass last last", reachedLast: true, force: true, header: "X-RBL-Warning: 192.0.2.1 listed in bl1.test, bl2.test, bl3.test",
 			log: []string{"dnsbl_action=mark"},
 		},
 		{

@@ -39,9 +39,18 @@ type knownStep struct{ g *Greylisting }
 func (knownStep) Name() string { return "known" }
 
 func (s knownStep) Run(ctx context.Context, d *Decision) (bool, error) {
-	st, err := s.g.Greylist.Known(ctx, s.g.key(d), d.Now)
+	key := s.g.key(d)
+	st, err := s.g.Greylist.Known(ctx, key, d.Now)
 	if err != nil {
 		return false, err
+	}
+	if st == greylist.Unknown && d.Identity != "" {
+		// What the client earned under its subnet (before SPF named it,
+		// or while SPF was failing) still counts.
+		key.Client = s.g.Keyer.Client(d.Req.ClientAddr)
+		if st, err = s.g.Greylist.Known(ctx, key, d.Now); err != nil {
+			return false, err
+		}
 	}
 	switch st {
 	case greylist.KnownTriplet:

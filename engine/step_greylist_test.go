@@ -116,3 +116,27 @@ func TestIdentityReplacesTheSubnet(t *testing.T) {
 		t.Fatalf("retry from another address: %+v", v)
 	}
 }
+
+func TestKnownUnderTheSubnetCountsWithAnIdentity(t *testing.T) {
+	store, err := greylist.OpenSQLite(":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	g := &Greylisting{Greylist: &greylist.Greylist{Store: store, Rules: greylist.DefaultRules}, Keyer: greylist.DefaultKeyer}
+	clock := &testClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	var buf bytes.Buffer
+	plain := newTestEngine(&buf, Options{Clock: clock}, g.KnownStep(), g.GreylistStep())
+	withIdentity := newTestEngine(&buf, Options{Clock: clock}, identityStep{}, g.KnownStep(), g.GreylistStep())
+	ctx := context.Background()
+	r := mail("192.0.2.1", "a@example.org", "b@example.net")
+	plain.Decide(ctx, r)
+	clock.now = clock.now.Add(6 * time.Minute)
+	if v := plain.Decide(ctx, r); v.Reason != "passed" {
+		t.Fatalf("retry: %+v", v)
+	}
+	// Now SPF names the client: the triplet it passed as a subnet is known.
+	if v := withIdentity.Decide(ctx, r); v.Reason != "known" {
+		t.Fatalf("with an identity: %+v, want known", v)
+	}
+}
