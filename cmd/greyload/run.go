@@ -187,7 +187,7 @@ func (w *worker) loop(ctx context.Context) error {
 			return nil
 		}
 		if err := w.do(t); err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || !time.Now().Before(w.r.limit) {
 				// The time cap cut the transaction short: not the server's fault.
 				return nil
 			}

@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# bench/run.sh (make bench): greymilter's performance against its ceilings
+# and against postgrey, on this machine, in one table.
+#
+# Builds greymilter, greyload and the null servers; starts each server on
+# loopback with a fresh database; runs the same seeded greyload stream
+# (half first-time triplets, half retries after the delay) against it at
+# each concurrency; prints decisions/s, p50, p99 and RSS with ratios to the
+# null servers. Then the large-store figures: a store of a million
+# triplets (start-up, RSS, rate) and a purge of half of them under load.
+#
+# Settings (environment):
+#   BENCH_DURATION     measured seconds per run (default 10)
+#   BENCH_CONCURRENCY  concurrencies (default "1 8 32")
+#   BENCH_DELAY        greylisting delay of the servers, whole seconds (default 1)
+#   BENCH_SEED         workload seed (default 1)
+#   BENCH_NEW_SHARE    share of first-time triplets (default 0.5)
+#   BENCH_MILLION      triplets of the large store, 0 to skip (default 1000000)
+#   BENCH_PROFILE      1: one more greymilter run with CPU and allocation profiles (default 1)
+#   BENCH_OUT          where logs, results and profiles go (default a new /tmp dir)
+#   BENCH_CACHE        where the seeded large store is kept between runs
+#                      (default ~/.cache/greymilter-bench)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${BENCH_DURATION:-10}
+CONCURRENCY=${BENCH_CONCURRENCY:-"1 8 32"}
+DELAY=${BENCH_DELAY:-1}
+SEED=${BENCH_SEED:-1}
+NEW_SHARE=${BENCH_NEW_SHARE:-0.5}
+MILLION=${BENCH_MILLION:-1000000}
+PROFILE=${BENCH_PROFILE:-1}
+OUT=${BENCH_OUT:-$(mktemp -d /tmp/greymilter-bench.XXXXXX)}
+CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/greymilter-bench}
+MARGIN=1   # seconds between the delay's end and a retry: postgrey counts whole seconds
+RESULTS=$OUT/results.jsonl
+BIN=$OUT/bin
+
+for tool in go jq ss; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool is needed" >&2; exit 1; }
+done
+mkdir -p "$OUT" "$BIN" "$CACHE"
+# postgrey runs as its own user and keeps its database under $OUT.
+chmod 755 "$OUT"
+: >"$RESULTS"
+started=$SECONDS
+echo "bench: output in $OUT"
+
+echo "bench: building"
+go build -o "$BIN/" ./cmd/greymilter ./cmd/greyload ./bench/nullmilter ./bench/nullpolicy ./bench/nulldns ./bench/seed
+
+# ---- processes -------------------------------------------------------
+
+SERVER_PID=
+SERVER_STARTUP_MS=
+
+# free_port prints a TCP port nobody listens on at 127.0.0.1.
+free_port() {
+	local p
+	for _ in $(seq 200); do
+		p=$((20000 + RANDOM % 40000))
+		if [ -z "$(ss -Htan "sport = :$p")" ]; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "bench: no free port" >&2
+	exit 1
+}
+
+now_ms() { date +%s%3N; }
+
+# start NAME PORT CMD...: starts a server with its output in $OUT/NAME.log
+# and waits until it accepts connections on PORT; sets SERVER_PID and
+# SERVER_STARTUP_MS (from exec to the first accepted connection).
+start() {
+	local name=$1 port=$2
+	shift 2
+	local t0
+	t0=$(now_ms)
+	"$@" >>"$OUT/$name.log" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 2000); do
+		if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+			echo "bench: $name exited at start; its log:" >&2
+			tail -20 "$OUT/$name.log" >&2
+			exit 1
+		fi
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			SERVER_STARTUP_MS=$(($(now_ms) - t0))
+			return
+		fi
+		sleep 0.01
+	done
+	echo "bench: $name does not listen on $port after 20s" >&2
+	exit 1
+}
+
+# stop ends the server started last: TERM, then KILL after 15 seconds.
+stop() {
+	[ -n "$SERVER_PID" ] || return 0
+	kill -TERM "$SERVER_PID" 2>/dev/null || true
+	for _ in $(seq 150); do
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$SERVER_PID" 2>/dev/null || true
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
+}
+DNS_PID=
+cleanup() {
+	stop
+	[ -z "$DNS_PID" ] || kill "$DNS_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# load NAME PROTO ADDR EXPECT C [EXTRA...]: one greyload run against the
+# server started last; appends its JSON line, with the server's name and
+# RSS, to $RESULTS and echoes a short summary.
+load() {
+	local name=$1 proto=$2 addr=$3 expect=$4 c=$5
+	shift 5
+	local line
+	line=$("$BIN/greyload" --"$proto" "$addr" --expect "$expect" -c "$c" \
+		-n 1000000000 --max-time "$((DELAY + MARGIN + DURATION))s" \
+		--delay "${DELAY}s" --retry-margin "${MARGIN}s" --new-share "$NEW_SHARE" --seed "$SEED" \
+		--json "$@" 2>>"$OUT/greyload.log") || true
+	if [ -z "$line" ]; then
+		echo "bench: greyload against $name gave no result; see $OUT/greyload.log" >&2
+		exit 1
+	fi
+	jq -c --arg server "$name" --argjson rss "$(rss_kb "$SERVER_PID")" \
+		--argjson startup "$SERVER_STARTUP_MS" \
+		'. + {server: $server, rss_kb: $rss, startup_ms: $startup}' <<<"$line" | tee -a "$RESULTS" |
+		jq -r '"  \(.server) c=\(.concurrency): \(.decisions_per_s|round)/s p50 \(.p50_ms) p99 \(.p99_ms) ms, rss \(.rss_kb/1024|round) MB, errors \(.errors), mismatches \(.mismatches)"'
+}
+
+fresh_dir() {
+	local d
+	d=$(mktemp -d "$OUT/db.XXXXXX")
+	echo "$d"
+}
+
+# greymilter's SPF and reverse-DNS lookups go to a DNS server on loopback
+# that knows no name, as a local caching resolver would answer for the
+# workload's made-up domains: no query leaves the machine.
+"$BIN/nulldns" >"$OUT/nulldns.addr" 2>"$OUT/nulldns.log" &
+DNS_PID=$!
+for _ in $(seq 500); do
+	[ -s "$OUT/nulldns.addr" ] && break
+	sleep 0.01
+done
+DNS=$(head -1 "$OUT/nulldns.addr")
+[ -n "$DNS" ] || { echo "bench: nulldns did not start" >&2; exit 1; }
+
+greymilter_flags=(--delay "$DELAY" --auto-whitelist-clients 0 --dns "$DNS")
+
+# ---- the table -------------------------------------------------------
+
+for c in $CONCURRENCY; do
+	echo "bench: concurrency $c"
+
+	p=$(free_port)
+	start nullmilter "$p" "$BIN/nullmilter" -s "inet:127.0.0.1:$p"
+	load nullmilter milter "inet:127.0.0.1:$p" pass "$c"
+	stop
+
+	for db in file memory; do
+		d=$(fresh_dir)
+		path=$d/greymilter.db
+		[ "$db" = memory ] && path=:memory:
+		p=$(free_port)
+		start "greymilter-$db" "$p" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --db "$path" "${greymilter_flags[@]}"
+		load "greymilter-$db" milter "inet:127.0.0.1:$p" greylist "$c"
+		stop
+	done
+
+	p=$(free_port)
+	start nullpolicy "$p" "$BIN/nullpolicy" -s "inet:127.0.0.1:$p"
+	load nullpolicy policy "inet:127.0.0.1:$p" pass "$c"
+	stop
+
+	if "$BIN/greymilter" --help 2>&1 | grep -q -- --policy-socket; then
+		d=$(fresh_dir)
+		p=$(free_port)
+		pp=$(free_port)
+		start greymilter-file "$pp" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --policy-socket "inet:127.0.0.1:$pp" --db "$d/greymilter.db" "${greymilter_flags[@]}"
+		load greymilter-file policy "inet:127.0.0.1:$pp" greylist "$c"
+		stop
+	else
+		echo "  (greymilter has no --policy-socket yet: no greymilter policy row)"
+	fi
+
+	if command -v postgrey >/dev/null || [ -x /usr/sbin/postgrey ]; then
+		d=$(fresh_dir)
+		p=$(free_port)
+		as=()
+		if [ "$(id -u)" = 0 ]; then
+			# As root postgrey drops to its own user, which must own the database.
+			chown postgrey:postgrey "$d"
+			as=(--user=postgrey --group=postgrey)
+		fi
+		start postgrey "$p" env PATH="$PATH:/usr/sbin" postgrey --inet="127.0.0.1:$p" --dbdir="$d" \
+			--delay="$DELAY" --auto-whitelist-clients=0 "${as[@]}"
+		load postgrey policy "inet:127.0.0.1:$p" greylist "$c"
+		stop
+	else
+		echo "  (postgrey is not installed: no postgrey row; apt-get install postgrey)"
+	fi
+done
+
+# ---- a million triplets ---------------------------------------------
+
+million_lines=()
+if [ "$MILLION" -gt 0 ]; then
+	c=8
+	seeded=$CACHE/store-$MILLION.db
+	if [ ! -s "$seeded" ]; then
+		echo "bench: seeding $MILLION triplets (kept in $seeded for the next runs)"
+		rm -f "$seeded" "$seeded"-*
+		"$BIN/seed" --db "$seeded.tmp" --live $((MILLION / 2)) --expired $((MILLION - MILLION / 2))
+		mv "$seeded.tmp" "$seeded"
+	fi
+
+	echo "bench: greymilter on a store of $MILLION triplets, concurrency $c"
+	d=$(fresh_dir)
+	cp "$seeded" "$d/greymilter.db"
+	p=$(free_port)
+	start greymilter-million "$p" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --db "$d/greymilter.db" --purge-interval 1h "${greymilter_flags[@]}"
+	load greymilter-million milter "inet:127.0.0.1:$p" greylist "$c"
+	stop
+
+	echo "bench: purge of $((MILLION - MILLION / 2)) expired triplets under load, concurrency $c"
+	d=$(fresh_dir)
+	cp "$seeded" "$d/greymilter.db"
+	p=$(free_port)
+	# The first purge comes after the warm-up, in the measured phase.
+	purge_after=$((DELAY + MARGIN + 2))
+	start greymilter-purge "$p" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --db "$d/greymilter.db" --purge-interval "${purge_after}s" "${greymilter_flags[@]}"
+	load greymilter-purge milter "inet:127.0.0.1:$p" greylist "$c"
+	stop
+	purge_line=$(grep -m1 'msg=purged' "$OUT/greymilter-purge.log" || echo "no purge logged")
+fi
+
+# ---- profiles --------------------------------------------------------
+
+if [ "$PROFILE" = 1 ]; then
+	c=32
+	echo "bench: profiling greymilter (file database, milter, concurrency $c)"
+	d=$(fresh_dir)
+	p=$(free_port)
+	pp=$(free_port)
+	start greymilter-profiled "$p" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --db "$d/greymilter.db" --pprof-listen "127.0.0.1:$pp" "${greymilter_flags[@]}"
+	secs=$((DURATION > 3 ? DURATION - 2 : 1))
+	(sleep $((DELAY + MARGIN + 1)) && curl -sf -o "$OUT/cpu.pprof" "http://127.0.0.1:$pp/debug/pprof/profile?seconds=$secs") &
+	prof=$!
+	load greymilter-profiled milter "inet:127.0.0.1:$p" greylist "$c" >/dev/null
+	wait "$prof" || echo "  (no CPU profile)"
+	curl -sf -o "$OUT/allocs.pprof" "http://127.0.0.1:$pp/debug/pprof/allocs" || echo "  (no allocation profile)"
+	stop
+	for kind in cpu allocs; do
+		[ -s "$OUT/$kind.pprof" ] || continue
+		extra=()
+		[ $kind = allocs ] && extra=(-sample_index=alloc_space)
+		go tool pprof -top -nodecount=25 "${extra[@]}" "$BIN/greymilter" "$OUT/$kind.pprof" >"$OUT/$kind.top.txt" 2>/dev/null || true
+	done
+fi
+
+# ---- report ----------------------------------------------------------
+
+echo
+echo "greymilter benchmark: $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), ${DURATION}s per run, delay ${DELAY}s, ${NEW_SHARE} first-time, seed $SEED"
+echo "ratios: decisions/s and p99 against the null server of the same protocol at the same concurrency; 'x postgrey': decisions/s over postgrey's"
+echo
+jq -r -s '
+	def null_of($r): map(select(.proto == $r.proto and .expect == "pass" and .concurrency == $r.concurrency)) | first;
+	def postgrey_of($r): map(select(.server == "postgrey" and .concurrency == $r.concurrency)) | first;
+	def pct($a; $b): if $b and $b > 0 then "\(100 * $a / $b | round)%" else "-" end;
+	def times($a; $b): if $b and $b > 0 then "\($a / $b * 10 | round / 10)x" else "-" end;
+	map(select(.server | test("million|purge|profiled") | not)) as $rows
+	| (["protocol", "server", "c", "decisions/s", "of null", "p50 ms", "p99 ms", "p99 vs null", "x postgrey", "RSS MB", "errors", "mismatches"]),
+	  ($rows | sort_by(.proto, .concurrency)[] | . as $r
+	   | ($rows | null_of($r)) as $n
+	   | ($rows | postgrey_of($r)) as $pg
+	   | [.proto, .server, .concurrency, (.decisions_per_s | round),
+	      (if .expect == "pass" then "-" else pct(.decisions_per_s; $n.decisions_per_s) end),
+	      .p50_ms, .p99_ms,
+	      (if .expect == "pass" then "-" else times(.p99_ms; $n.p99_ms) end),
+	      (if .proto == "policy" and .server != "postgrey" and .expect != "pass" then times(.decisions_per_s; $pg.decisions_per_s) else "-" end),
+	      (.rss_kb / 1024 | round), .errors, .mismatches])
+	| @tsv' "$RESULTS" | column -t -s $'\t'
+
+if [ "$MILLION" -gt 0 ]; then
+	echo
+	jq -r -s --arg million "$MILLION" --arg purge "$purge_line" '
+		(map(select(.server == "greymilter-file" and .proto == "milter" and .concurrency == 8)) | first) as $empty
+		| (map(select(.server == "greymilter-million")) | first) as $m
+		| (map(select(.server == "greymilter-purge")) | first) as $p
+		| "store of \($million) triplets (half live, half expired), milter, concurrency 8:",
+		  "  start-up         \($m.startup_ms) ms (target under 1000)",
+		  "  RSS              \($m.rss_kb / 1024 | round) MB after the run (target under 150)",
+		  "  decisions/s      \($m.decisions_per_s | round) vs \(if $empty then ($empty.decisions_per_s | round | tostring) else "-" end) on an empty store: \(if $empty then "\(100 * $m.decisions_per_s / $empty.decisions_per_s | round)%" else "-" end) (target at least 90%)",
+		  "  p50 / p99        \($m.p50_ms) / \($m.p99_ms) ms, errors \($m.errors), mismatches \($m.mismatches)",
+		  "purge of the expired half under load:",
+		  "  p99 / max        \($p.p99_ms) / \($p.max_ms) ms over the run, \($p.decisions_per_s | round) decisions/s, errors \($p.errors), mismatches \($p.mismatches) (target p99 under 50)",
+		  "  greymilter said  \($purge | sub("^time=[^ ]* "; ""))"
+	' "$RESULTS"
+fi
+
+if [ -s "$OUT/cpu.top.txt" ]; then
+	echo
+	echo "greymilter CPU profile under load (top 15 by cumulative share is in $OUT/cpu.top.txt):"
+	sed -n '1,21p' "$OUT/cpu.top.txt" | tail -n +5
+fi
+echo
+echo "bench: done in $((SECONDS - started))s; results in $RESULTS"
