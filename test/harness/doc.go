@@ -17,7 +17,7 @@
 //
 // Each call to [Postfix] starts a private instance: main.cf and master.cf in
 // their own config_directory, queue_directory, data_directory and Maildir
-// base under t.TempDir(), smtpd on a free loopback port, and every process
+// base in a temporary directory, smtpd on a free loopback port, and every process
 // run unchrooted. It needs root: Postfix's master and "postfix -c DIR"
 // accept, from root, a config directory that the default main.cf does not
 // list in alternate_config_directories (checked with Postfix 3.7), so

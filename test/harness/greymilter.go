@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,11 +85,12 @@ const Parallel = 8
 
 // GreymilterProcess is a greymilter started by [Greymilter].
 type GreymilterProcess struct {
-	Addr    string   // milter address, "127.0.0.1:PORT"
-	Socket  string   // the same as a socket spec, "inet:127.0.0.1:PORT": the value for smtpd_milters
+	Network string   // "tcp", or "unix" for a unix socket
+	Addr    string   // where greymilter listens: "127.0.0.1:PORT", or the socket's path
+	Socket  string   // the same for Postfix's smtpd_milters: "inet:127.0.0.1:PORT" or "unix:PATH"
 	DB      string   // the SQLite file, kept across restarts
 	LogFile string   // stdout and stderr of every run, appended
-	Args    []string // arguments after the harness's own
+	Args    []string // every argument greymilter is started with
 
 	t    testing.TB
 	bin  string
@@ -105,7 +105,9 @@ type GreymilterProcess struct {
 //	greymilter -s inet:127.0.0.1:PORT --db DIR/greymilter.db [--dns 127.0.0.1:DEAD] ARGS...
 //
 // and waits until it accepts connections. Flags in args come last, so they
-// win over the harness's (e.g. --db :memory:). Unless args name DNS servers
+// win over the harness's (e.g. --db :memory:). A socket given in args (-s,
+// --socket, in any form greymilter takes) replaces the harness's, and
+// [GreymilterProcess.Socket] names it. Unless args name DNS servers
 // (--dns), greymilter is given a loopback port where no DNS server listens:
 // no test asks the outside world, and lookups (SPF, reverse names) fail at
 // once so that their steps abstain. The process is stopped with SIGTERM
@@ -113,20 +115,30 @@ type GreymilterProcess struct {
 // log.
 func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
 	t.Helper()
-	if !slices.ContainsFunc(args, func(a string) bool { return a == "--dns" || strings.HasPrefix(a, "--dns=") }) {
-		args = append([]string{"--dns", deadDNS(t)}, args...)
-	}
 	dir := t.TempDir()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 	g := &GreymilterProcess{
-		Addr:    addr,
-		Socket:  "inet:" + addr,
 		DB:      filepath.Join(dir, "greymilter.db"),
 		LogFile: filepath.Join(dir, "greymilter.log"),
-		Args:    args,
 		t:       t,
-		bin:     GreymilterBinary(t),
 	}
+	socket, ok := flagValue(args, "-s", "--socket")
+	if !ok {
+		socket = "inet:" + net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+		args = append([]string{"-s", socket}, args...)
+	}
+	var err error
+	if g.Network, g.Addr, err = parseSocket(socket); err != nil {
+		t.Fatalf("harness: greymilter: %v", err)
+	}
+	g.Socket = "inet:" + g.Addr
+	if g.Network == "unix" {
+		g.Socket = "unix:" + g.Addr
+	}
+	if _, ok := flagValue(args, "--dns"); !ok {
+		args = append([]string{"--dns", deadDNS(t)}, args...)
+	}
+	g.Args = append([]string{"--db", g.DB}, args...)
+	g.bin = GreymilterBinary(t)
 	t.Cleanup(func() {
 		if g.running() {
 			g.Stop()
@@ -137,6 +149,42 @@ func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
 	})
 	g.start()
 	return g
+}
+
+// flagValue returns the last value given in args to a flag of one of the
+// names, as "--name value" or "--name=value".
+func flagValue(args []string, names ...string) (value string, ok bool) {
+	for i, a := range args {
+		for _, n := range names {
+			switch {
+			case a == n && i+1 < len(args):
+				value, ok = args[i+1], true
+			case strings.HasPrefix(a, n+"="):
+				value, ok = strings.TrimPrefix(a, n+"="), true
+			}
+		}
+	}
+	return value, ok
+}
+
+// parseSocket turns a milter socket spec into a network and address for
+// net.Dial: inet:HOST:PORT, inet6:[ADDR]:PORT, unix:PATH, and libmilter's
+// inet:PORT@HOST, inet6:PORT@ADDR and local:PATH.
+func parseSocket(spec string) (network, addr string, err error) {
+	kind, rest, _ := strings.Cut(spec, ":")
+	switch kind {
+	case "unix", "local":
+		return "unix", rest, nil
+	case "inet", "inet6":
+		if port, host, ok := strings.Cut(rest, "@"); ok {
+			return "tcp", net.JoinHostPort(strings.Trim(host, "[]"), port), nil
+		}
+		if _, _, err := net.SplitHostPort(rest); err != nil {
+			return "", "", fmt.Errorf("socket %q: %w", spec, err)
+		}
+		return "tcp", rest, nil
+	}
+	return "", "", fmt.Errorf("socket %q: unknown kind %q", spec, kind)
 }
 
 // deadDNS returns a loopback UDP address where nothing listens: a query
@@ -158,8 +206,7 @@ func (g *GreymilterProcess) start() {
 		g.t.Fatalf("harness: greymilter log: %v", err)
 	}
 	defer logf.Close()
-	args := append([]string{"-s", g.Socket, "--db", g.DB}, g.Args...)
-	g.cmd = exec.Command(g.bin, args...)
+	g.cmd = exec.Command(g.bin, g.Args...)
 	g.cmd.Stdout = logf
 	g.cmd.Stderr = logf
 	// Do not outlive a test binary that dies without running its cleanups.
@@ -177,10 +224,10 @@ func (g *GreymilterProcess) start() {
 	for {
 		select {
 		case <-g.done:
-			g.t.Fatalf("harness: greymilter %s exited at start: %v\n%s", strings.Join(args, " "), g.err, g.Log())
+			g.t.Fatalf("harness: greymilter %s exited at start: %v\n%s", strings.Join(g.Args, " "), g.err, g.Log())
 		default:
 		}
-		c, err := net.DialTimeout("tcp", g.Addr, time.Second)
+		c, err := net.DialTimeout(g.Network, g.Addr, time.Second)
 		if err == nil {
 			c.Close()
 			return

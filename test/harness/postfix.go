@@ -46,6 +46,24 @@ type PostfixInstance struct {
 	masterDone chan error
 }
 
+// TempDir returns a new directory for the test, removed when it ends, that
+// Postfix's daemons (users "postfix" and "nobody") can reach, unlike
+// t.TempDir(): the place for a unix socket that Postfix connects to. Its
+// path, unlike t.TempDir()'s that comes from the test's name, holds no comma
+// or space that would split a list value in main.cf.
+func TempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "greymilter-harness-")
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	return dir
+}
+
 // Postfix starts a private Postfix instance for the test and stops it, with
 // every process it started, when the test ends. See the package comment for
 // what the instance is set up to do. When the test fails its mail log is
@@ -55,14 +73,7 @@ func Postfix(t testing.TB, opts PostfixOptions) *PostfixInstance {
 	Require(t, "postfix")
 	postfixCmd, _ := lookPath("postfix")
 
-	root := t.TempDir()
-	// Postfix daemons run as "postfix" and virtual(8) as "nobody": both
-	// must reach into the test's directory, which Go creates private.
-	for _, d := range []string{filepath.Dir(root), root} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatalf("harness: postfix: %v", err)
-		}
-	}
+	root := TempDir(t)
 	p := &PostfixInstance{
 		Addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))),
 		ConfigDir: filepath.Join(root, "etc"),

@@ -195,7 +195,8 @@ type Envelope struct {
 
 // Result holds the replies of one transaction. A stage that was not reached
 // (because an earlier one failed, or no recipient was accepted) has a zero
-// Reply.
+// Reply, except Rcpt: when the transaction failed before RCPT, every
+// recipient has that refusal, as a real client would report it.
 type Result struct {
 	Greeting, Ehlo, XClient, Mail Reply
 	Rcpt                          []Reply // one per recipient of Envelope.To, in order
@@ -244,6 +245,11 @@ func SendEnvelope(addr string, env Envelope) (*Result, error) {
 	if err := res.transaction(c, env, msg); err != nil {
 		c.Close()
 		return res, err
+	}
+	if res.Rcpt == nil {
+		for range env.To {
+			res.Rcpt = append(res.Rcpt, res.Refusal())
+		}
 	}
 	return res, c.Quit()
 }
