@@ -97,6 +97,10 @@ var (
 func smtpReply(line string) *reply {
 	// The reply is a C string: a NUL inside would cut it.
 	line = strings.ReplaceAll(line, "\x00", "")
+	// MTAs read the text as libmilter's smfi_setreply defines it, with '%'
+	// doubled: Postfix turns "%%" into "%" and drops a lone '%' (so
+	// "a%b@example.org" in {SENDER} would become "ab@example.org").
+	line = strings.ReplaceAll(line, "%", "%%")
 	return &reply{Code: byte(gomilter.ActReplyCode), Data: append([]byte(line), 0)}
 }
 
