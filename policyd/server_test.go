@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -278,6 +279,30 @@ func TestCloseAfterReply(t *testing.T) {
 	}
 	if n := f.step.decisions.Load(); n != 2 {
 		t.Errorf("engine decided %d times, want 2 (one per connection)", n)
+	}
+}
+
+// Exim's ${readsocket} sends the request, shuts its sending side down and
+// reads until the connection ends: the answer must come, then the end,
+// with or without --policy-close-after-reply.
+func TestEximReadsocket(t *testing.T) {
+	for _, closeAfter := range []bool{true, false} {
+		t.Run(fmt.Sprintf("close-after-reply=%v", closeAfter), func(t *testing.T) {
+			f := start(t, Config{CloseAfterReply: closeAfter})
+			c := f.dial()
+			c.send("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=203.0.113.5\nclient_name=unknown\n" +
+				"helo_name=mx.example.com\nsender=a@example.com\nrecipient=defer@example.net\nsasl_username=\n\n")
+			if err := c.c.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			all, err := io.ReadAll(c.br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "action=DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 273 seconds\n\n"; string(all) != want {
+				t.Errorf("read %q, want %q", all, want)
+			}
+		})
 	}
 }
 
