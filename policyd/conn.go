@@ -162,6 +162,8 @@ var passVerdict = engine.Verdict{Action: engine.Pass}
 func (c *conn) answer(dst []byte) []byte {
 	r := &c.req
 	c.msg.start(r.Instance)
+	// A request without a type is taken as an access policy request: a
+	// hand-written Exim request may forget it.
 	if r.Type != "" && r.Type != "smtpd_access_policy" {
 		c.srv.log.Warn("policy: unknown request type, answering DUNNO", "remote", c.remote(), "request", r.Type)
 		return appendReply(dst, &passVerdict, nil)

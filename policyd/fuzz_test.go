@@ -69,7 +69,7 @@ func FuzzReader(f *testing.F) {
 }
 
 func fields(r *Request) []string {
-	return []string{r.Type, r.ProtocolState, r.ClientAddress, r.ClientName, r.ReverseClientName,
+	return []string{r.Type, r.ProtocolState, r.ClientAddress, r.ClientName,
 		r.HeloName, r.Sender, r.Recipient, r.SASLUsername, r.Instance, r.QueueID}
 }
 
@@ -78,7 +78,7 @@ func fields(r *Request) []string {
 func encode(r *Request) string {
 	var b strings.Builder
 	for i, name := range []string{"request", "protocol_state", "client_address", "client_name",
-		"reverse_client_name", "helo_name", "sender", "recipient", "sasl_username", "instance", "queue_id"} {
+		"helo_name", "sender", "recipient", "sasl_username", "instance", "queue_id"} {
 		if v := fields(r)[i]; v != "" {
 			b.WriteString(name + "=" + v + "\r\n")
 		}

@@ -10,19 +10,19 @@ import (
 
 // Request holds the attributes of one policy request that greymilter uses.
 // Every other attribute is read and ignored, as the protocol asks. An
-// attribute that is absent is "".
+// attribute that is absent is "". reverse_client_name is among the ignored:
+// the engine judges the verified name only, which is also all a milter gets.
 type Request struct {
-	Type              string // "request"; Postfix sends smtpd_access_policy
-	ProtocolState     string // CONNECT, HELO, MAIL, RCPT, DATA, END-OF-MESSAGE, ...
-	ClientAddress     string
-	ClientName        string // verified name, "unknown" when there is none
-	ReverseClientName string // unverified PTR name, "unknown" when there is none
-	HeloName          string
-	Sender            string // without brackets, "" for the null sender
-	Recipient         string
-	SASLUsername      string
-	Instance          string // the same for every request about one message
-	QueueID           string
+	Type          string // "request"; Postfix sends smtpd_access_policy
+	ProtocolState string // CONNECT, HELO, MAIL, RCPT, DATA, END-OF-MESSAGE, ...
+	ClientAddress string
+	ClientName    string // verified name, "unknown" when there is none
+	HeloName      string
+	Sender        string // without brackets, "" for the null sender
+	Recipient     string
+	SASLUsername  string
+	Instance      string // the same for every request about one message
+	QueueID       string
 
 	// Attributes counts every attribute line of the request, used or not.
 	Attributes int
@@ -112,7 +112,6 @@ const (
 	fState
 	fClientAddress
 	fClientName
-	fReverseClientName
 	fHelo
 	fSender
 	fRecipient
@@ -137,9 +136,6 @@ func (r *Request) set(name, value []byte) uint16 {
 	case "client_name":
 		assign(&r.ClientName, value)
 		return fClientName
-	case "reverse_client_name":
-		assign(&r.ReverseClientName, value)
-		return fReverseClientName
 	case "helo_name":
 		assign(&r.HeloName, value)
 		return fHelo
@@ -175,8 +171,7 @@ func (r *Request) clear(seen uint16) {
 		s   *string
 	}{
 		{fType, &r.Type}, {fState, &r.ProtocolState}, {fClientAddress, &r.ClientAddress},
-		{fClientName, &r.ClientName}, {fReverseClientName, &r.ReverseClientName},
-		{fHelo, &r.HeloName}, {fSender, &r.Sender}, {fRecipient, &r.Recipient},
+		{fClientName, &r.ClientName}, {fHelo, &r.HeloName}, {fSender, &r.Sender}, {fRecipient, &r.Recipient},
 		{fSASLUsername, &r.SASLUsername}, {fInstance, &r.Instance}, {fQueueID, &r.QueueID},
 	} {
 		if seen&f.bit == 0 {

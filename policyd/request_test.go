@@ -21,7 +21,7 @@ func TestReader(t *testing.T) {
 			in:   readFixture(t, "testdata/postfix-rcpt.txt"),
 			want: []Request{{
 				Type: "smtpd_access_policy", ProtocolState: "RCPT", ClientAddress: "192.0.2.10",
-				ClientName: "mail.example.org", ReverseClientName: "mail.example.org", HeloName: "mail.example.org",
+				ClientName: "mail.example.org", HeloName: "mail.example.org",
 				Sender: "alice@example.org", Recipient: "bob@test.example", Instance: "cdd.6b06f149.f6a7.0",
 				Attributes: 29,
 			}},
