@@ -44,6 +44,7 @@ mkdir -p "$OUT" "$BIN" "$CACHE"
 chmod 755 "$OUT"
 : >"$RESULTS"
 started=$SECONDS
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: output in $OUT"
 
 echo "bench: building"
@@ -265,7 +266,8 @@ if [ "$PROFILE" = 1 ]; then
 		[ -s "$OUT/$kind.pprof" ] || continue
 		extra=()
 		[ $kind = allocs ] && extra=(-sample_index=alloc_space)
-		go tool pprof -top -nodecount=25 "${extra[@]}" "$BIN/greymilter" "$OUT/$kind.pprof" >"$OUT/$kind.top.txt" 2>/dev/null || true
+		go tool pprof -top -nodecount=40 "${extra[@]}" "$BIN/greymilter" "$OUT/$kind.pprof" >"$OUT/$kind.top.txt" 2>/dev/null || true
+		go tool pprof -top -cum -nodecount=60 "${extra[@]}" "$BIN/greymilter" "$OUT/$kind.pprof" >"$OUT/$kind.cum.txt" 2>/dev/null || true
 	done
 fi
 
@@ -273,6 +275,7 @@ fi
 
 echo
 echo "greymilter benchmark: $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), ${DURATION}s per run, delay ${DELAY}s, ${NEW_SHARE} first-time, seed $SEED"
+echo "load average at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (greyload and the server take about 2; more means something else ran)"
 echo "ratios: decisions/s and p99 against the null server of the same protocol at the same concurrency; 'x postgrey': decisions/s over postgrey's"
 echo
 jq -r -s '
@@ -312,8 +315,8 @@ fi
 
 if [ -s "$OUT/cpu.top.txt" ]; then
 	echo
-	echo "greymilter CPU profile under load (top 15 by cumulative share is in $OUT/cpu.top.txt):"
-	sed -n '1,21p' "$OUT/cpu.top.txt" | tail -n +5
+	echo "greymilter CPU profile under load, top 15 by own time (more in $OUT/cpu.top.txt, cumulative in cpu.cum.txt, allocations in allocs.*.txt):"
+	sed -n '5,21p' "$OUT/cpu.top.txt"
 fi
 echo
 echo "bench: done in $((SECONDS - started))s; results in $RESULTS"

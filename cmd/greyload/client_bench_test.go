@@ -52,10 +52,10 @@ func BenchmarkMilterClient(b *testing.B) {
 					b.Fatalf("%v %v", a, err)
 				}
 			}
-			if err := m.Abort(); err != nil {
+			m.Abort()
+			if err := m.Close(); err != nil {
 				b.Fatal(err)
 			}
-			m.Close()
 		}
 	})
 	b.Run("go-milter", func(b *testing.B) {

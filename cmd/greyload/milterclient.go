@@ -382,10 +382,11 @@ func isModification(code byte) bool {
 	return false
 }
 
-// Abort ends the transaction without a message; it has no reply.
-func (m *milterConn) Abort() error {
+// Abort ends the transaction without a message. It has no reply, so it is
+// only queued: it leaves with the next command.
+func (m *milterConn) Abort() {
 	m.start(cmdAbort)
-	return m.send()
+	m.queue()
 }
 
 // Close says goodbye and closes the connection.

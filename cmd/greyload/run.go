@@ -320,8 +320,8 @@ func (w *worker) doMilter(t *Txn) error {
 		if a.Code != repAccept && a.Code != repContinue {
 			return fmt.Errorf("end of message answered %v", a)
 		}
-	} else if err := m.Abort(); err != nil {
-		return err
+	} else {
+		m.Abort()
 	}
 	return m.Close()
 }
