@@ -65,8 +65,9 @@ type worker struct {
 
 	decisions, fresh, retries, warmup, txns, mismatches int
 
-	milter *milterConn // unused between transactions: one connection per SMTP session
-	policy *policyConn // kept across transactions
+	// policy is the worker's policy connection, kept across transactions
+	// (milter connections last one transaction, as SMTP sessions do).
+	policy *policyConn
 }
 
 // Run runs the load described by cfg and returns what it measured.

@@ -90,7 +90,7 @@ func TestSeedDeterminesTheStream(t *testing.T) {
 		}
 		return out
 	}
-	if stream(3) != stream(3) {
+	if a, b := stream(3), stream(3); a != b {
 		t.Error("two streams of seed 3 differ")
 	}
 	if stream(3) == stream(4) {
