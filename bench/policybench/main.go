@@ -11,7 +11,9 @@
 // without auto-whitelisting, so that every first-time triplet must be
 // deferred: one that is not counts as a mismatch. It prints requests per
 // second, latency percentiles and resident memory for each run, and the
-// ratio of greymilter's rate to postgrey's.
+// ratio of greymilter's rate to postgrey's and to a null server's: the same
+// policy front end with a decider that passes everything, the ceiling of the
+// protocol on this machine.
 //
 //	go run ./bench/policybench -c 1,8,32 -n 20000
 //
@@ -33,6 +35,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -42,6 +45,9 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/policyd"
 )
 
 func main() {
@@ -55,10 +61,18 @@ func main() {
 		seed       = flag.Uint64("seed", 1, "seed of the request stream")
 		jsonOut    = flag.Bool("json", false, "also print one JSON line per run")
 		runs       = flag.Int("runs", 1, "runs of each server at each concurrency; the run with the median rate is shown")
-		only       = flag.String("only", "", "run only this server (greymilter or postgrey)")
+		only       = flag.String("only", "", "run only this server (greymilter, postgrey or null)")
 		gmArgs     = flag.String("greymilter-args", "", "more greymilter flags, space separated (e.g. --pprof-listen 127.0.0.1:6060)")
+		serveNull  = flag.String("serve-null", "", "internal: be the null policy server on this address")
 	)
 	flag.Parse()
+	if *serveNull != "" {
+		if err := nullServer(*serveNull); err != nil {
+			fmt.Fprintln(os.Stderr, "policybench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*greymilter, *postgrey, *conc, *n, *maxTime, *delay, *seed, *jsonOut, *runs, *only, strings.Fields(*gmArgs)); err != nil {
 		fmt.Fprintln(os.Stderr, "policybench:", err)
 		os.Exit(1)
@@ -90,7 +104,11 @@ func run(gmBin, pgBin, concList string, n int, maxTime time.Duration, delay int,
 	}
 
 	var servers []server
-	for _, s := range []server{greymilterServer(gmBin, delay, gmArgs), postgreyServer(pgBin, delay)} {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	for _, s := range []server{greymilterServer(gmBin, delay, gmArgs), postgreyServer(pgBin, delay), nullPolicyServer(self)} {
 		if only == "" || only == s.name {
 			servers = append(servers, s)
 		}
@@ -108,6 +126,8 @@ func run(gmBin, pgBin, concList string, n int, maxTime time.Duration, delay int,
 					return fmt.Errorf("%s at concurrency %d: %w", s.name, c, err)
 				}
 				all[i] = append(all[i], r)
+				fmt.Fprintf(os.Stderr, "%s c=%d: %d requests in %.1fs, %.0f/s, p99 %.2f ms, %d errors\n",
+					r.Server, c, r.Requests, r.Seconds, r.RPS, r.P99ms, r.Errors)
 				if jsonOut {
 					b, _ := json.Marshal(r)
 					fmt.Println(string(b))
@@ -184,6 +204,38 @@ func postgreyServer(script string, delay int) server {
 	}}
 }
 
+// nullPolicyServer is greymilter's policy front end in front of a decider
+// that passes everything: the ceiling of the protocol on this machine.
+func nullPolicyServer(self string) server {
+	return server{name: "null", cmd: func(dir string, port int) (*exec.Cmd, error) {
+		return exec.Command(self, "-serve-null", fmt.Sprintf("127.0.0.1:%d", port)), nil
+	}}
+}
+
+type passAll struct{}
+
+func (passAll) Decide(context.Context, *engine.Request) engine.Verdict {
+	return engine.Verdict{Action: engine.Pass}
+}
+
+func nullServer(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := policyd.New(policyd.Config{Decider: passAll{}})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		srv.Shutdown(context.Background())
+	}()
+	if err := srv.Serve(context.Background(), ln); !errors.Is(err, policyd.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
 // result is one run of one server at one concurrency.
 type result struct {
 	Server      string  `json:"server"`
@@ -245,6 +297,9 @@ func measure(tmp string, s server, conc int, st *stream, maxTime time.Duration) 
 
 	r := load(addr, conc, st, maxTime)
 	r.Server = s.name
+	if s.name == "null" {
+		r.Mismatches = 0 // it defers nothing, by design
+	}
 	r.RSSKiB = rssKiB(cmd.Process.Pid)
 	if r.Errors > 0 {
 		log, _ := os.ReadFile(logf.Name())
@@ -433,11 +488,27 @@ func report(w io.Writer, rs []result) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	for i := 0; i+1 < len(rs); i += 2 {
-		g, p := rs[i], rs[i+1]
-		if g.Server == "greymilter" && p.Server == "postgrey" && p.RPS > 0 {
-			fmt.Fprintf(w, "concurrency %d: greymilter/postgrey %.1fx req/s, p99 %.2f ms vs %.2f ms\n", g.Concurrency, g.RPS/p.RPS, g.P99ms, p.P99ms)
+	byKey := make(map[string]result)
+	var concs []int
+	for _, r := range rs {
+		byKey[fmt.Sprint(r.Server, r.Concurrency)] = r
+		if !slices.Contains(concs, r.Concurrency) {
+			concs = append(concs, r.Concurrency)
 		}
+	}
+	for _, c := range concs {
+		g, ok := byKey[fmt.Sprint("greymilter", c)]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "concurrency %d:", c)
+		if p, ok := byKey[fmt.Sprint("postgrey", c)]; ok && p.RPS > 0 {
+			fmt.Fprintf(w, " greymilter/postgrey %.1fx req/s (p99 %.2f vs %.2f ms);", g.RPS/p.RPS, g.P99ms, p.P99ms)
+		}
+		if n, ok := byKey[fmt.Sprint("null", c)]; ok && n.RPS > 0 {
+			fmt.Fprintf(w, " greymilter/null %.0f%% req/s (p99 %.2f vs %.2f ms)", 100*g.RPS/n.RPS, g.P99ms, n.P99ms)
+		}
+		fmt.Fprintln(w)
 	}
 }
 
