@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -31,29 +29,13 @@ func init() {
 			if err := checkLoopback(addr); err != nil {
 				return configError(fmt.Errorf("--pprof-listen: %w", err))
 			}
-			var lc net.ListenConfig
-			ln, err := lc.Listen(ctx, "tcp", addr)
-			if err != nil {
-				return fmt.Errorf("--pprof-listen: %w", err)
-			}
 			mux := http.NewServeMux()
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-			a.addService(service{
-				name: "pprof http://" + ln.Addr().String() + "/debug/pprof/",
-				serve: func() error {
-					if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-						return err
-					}
-					return nil
-				},
-				shutdown: srv.Shutdown,
-			})
-			return nil
+			return a.addHTTPService(ctx, "pprof", "--pprof-listen", addr, "/debug/pprof/", mux)
 		},
 	})
 }
