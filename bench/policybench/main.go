@@ -501,14 +501,16 @@ func report(w io.Writer, rs []result) {
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "concurrency %d:", c)
+		var ratios []string
 		if p, ok := byKey[fmt.Sprint("postgrey", c)]; ok && p.RPS > 0 {
-			fmt.Fprintf(w, " greymilter/postgrey %.1fx req/s (p99 %.2f vs %.2f ms);", g.RPS/p.RPS, g.P99ms, p.P99ms)
+			ratios = append(ratios, fmt.Sprintf("greymilter/postgrey %.1fx req/s (p99 %.2f vs %.2f ms)", g.RPS/p.RPS, g.P99ms, p.P99ms))
 		}
 		if n, ok := byKey[fmt.Sprint("null", c)]; ok && n.RPS > 0 {
-			fmt.Fprintf(w, " greymilter/null %.0f%% req/s (p99 %.2f vs %.2f ms)", 100*g.RPS/n.RPS, g.P99ms, n.P99ms)
+			ratios = append(ratios, fmt.Sprintf("greymilter/null %.0f%% req/s (p99 %.2f vs %.2f ms)", 100*g.RPS/n.RPS, g.P99ms, n.P99ms))
 		}
-		fmt.Fprintln(w)
+		if len(ratios) > 0 {
+			fmt.Fprintf(w, "concurrency %d: %s\n", c, strings.Join(ratios, "; "))
+		}
 	}
 }
 

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestPolicyFlagErrorsExit2(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--policy-socket", "carrier-pigeon:127.0.0.1:1"}, "--policy-socket"},
+		{[]string{"--policy-socket", "inet:127.0.0.1:notaport"}, "--policy-socket"},
+		{[]string{"--policy-socket-mode", "999"}, "--policy-socket-mode"},
+		{[]string{"--policy-idle-timeout", "soon"}, "--policy-idle-timeout"},
+		{[]string{"--policy-socket", "inet:127.0.0.1:0", "--policy-idle-timeout", "0"}, "--policy-idle-timeout"},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		args := append([]string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0"}, tt.args...)
+		if code := run(args, &stderr); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%v: message %q does not name %s", tt.args, stderr.String(), tt.want)
+		}
+	}
+}
+
+func TestHelpListsPolicyFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stderr); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, want := range []string{"--policy-socket string", "--policy-socket-mode", "(default 0660)", "--policy-idle-timeout", "(default 5m30s)", "--policy-close-after-reply"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
