@@ -118,25 +118,46 @@ trap cleanup EXIT
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# busy_ticks: CPU ticks the whole machine spent busy; proc_ticks PID: those
+# of one process (and its children that ended). With greyload's own CPU
+# time they tell how much else ran during a run.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+proc_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
 # load NAME PROTO ADDR EXPECT C [EXTRA...]: one greyload run against the
 # server started last; appends its JSON line, with the server's name and
 # RSS, to $RESULTS and echoes a short summary.
 load() {
 	local name=$1 proto=$2 addr=$3 expect=$4 c=$5
 	shift 5
-	local line
+	local line busy0 server0 t0 busy1 server1 t1
+	busy0=$(busy_ticks)
+	server0=$(proc_ticks "$SERVER_PID")
+	t0=$(now_ms)
 	line=$("$BIN/greyload" --"$proto" "$addr" --expect "$expect" -c "$c" \
 		-n 1000000000 --max-time "$((DELAY + MARGIN + DURATION))s" \
 		--delay "${DELAY}s" --retry-margin "${MARGIN}s" --new-share "$NEW_SHARE" --seed "$SEED" \
 		--json "$@" 2>>"$OUT/greyload.log") || true
+	busy1=$(busy_ticks)
+	server1=$(proc_ticks "$SERVER_PID")
+	t1=$(now_ms)
 	if [ -z "$line" ]; then
 		echo "bench: greyload against $name gave no result; see $OUT/greyload.log" >&2
 		exit 1
 	fi
+	# Cores used by the server, and by everything but the server and
+	# greyload, over the run.
 	jq -c --arg server "$name" --argjson rss "$(rss_kb "$SERVER_PID")" \
 		--argjson startup "$SERVER_STARTUP_MS" \
-		'. + {server: $server, rss_kb: $rss, startup_ms: $startup}' <<<"$line" | tee -a "$RESULTS" |
-		jq -r '"  \(.server) c=\(.concurrency): \(.decisions_per_s|round)/s p50 \(.p50_ms) p99 \(.p99_ms) ms, rss \(.rss_kb/1024|round) MB, errors \(.errors), mismatches \(.mismatches)"'
+		--argjson busy "$(((busy1 - busy0)))" --argjson srv "$((server1 - server0))" \
+		--argjson hz "$HZ" --argjson wall "$((t1 - t0))" \
+		'. + {server: $server, rss_kb: $rss, startup_ms: $startup,
+		      server_cores: ($srv / $hz / ($wall / 1000) * 100 | round / 100),
+		      client_cores: (.cpu_s / ($wall / 1000) * 100 | round / 100),
+		      other_cores: ([($busy - $srv) / $hz - .cpu_s, 0] | max / ($wall / 1000) * 100 | round / 100)}' <<<"$line" |
+		tee -a "$RESULTS" |
+		jq -r '"  \(.server) c=\(.concurrency): \(.decisions_per_s|round)/s p50 \(.p50_ms) p99 \(.p99_ms) ms, rss \(.rss_kb/1024|round) MB, errors \(.errors), mismatches \(.mismatches), cores: server \(.server_cores) greyload \(.client_cores) other \(.other_cores)"'
 }
 
 fresh_dir() {
@@ -285,6 +306,7 @@ echo
 echo "greymilter benchmark: $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), ${DURATION}s per run, delay ${DELAY}s, ${NEW_SHARE} first-time, seed $SEED"
 echo "load average at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (greyload and the server take about 2; more means something else ran)"
 echo "ratios: decisions/s and p99 against the null server of the same protocol at the same concurrency; 'x postgrey': decisions/s over postgrey's"
+echo "cores: CPU used during the run by the server, by greyload, and by anything else (above 0.1 the row was disturbed)"
 echo
 jq -r -s '
 	def null_of($r): map(select(.proto == $r.proto and .expect == "pass" and .concurrency == $r.concurrency)) | first;
@@ -292,7 +314,7 @@ jq -r -s '
 	def pct($a; $b): if $b and $b > 0 then "\(100 * $a / $b | round)%" else "-" end;
 	def times($a; $b): if $b and $b > 0 then "\($a / $b * 10 | round / 10)x" else "-" end;
 	map(select(.server | test("empty|million|purge|profiled") | not)) as $rows
-	| (["protocol", "server", "c", "decisions/s", "of null", "p50 ms", "p99 ms", "p99 vs null", "x postgrey", "RSS MB", "errors", "mismatches"]),
+	| (["protocol", "server", "c", "decisions/s", "of null", "p50 ms", "p99 ms", "p99 vs null", "x postgrey", "RSS MB", "errors", "mismatches", "cores srv/load/other"]),
 	  ($rows | sort_by(.proto, .concurrency)[] | . as $r
 	   | ($rows | null_of($r)) as $n
 	   | ($rows | postgrey_of($r)) as $pg
@@ -301,7 +323,7 @@ jq -r -s '
 	      .p50_ms, .p99_ms,
 	      (if .expect == "pass" then "-" else times(.p99_ms; $n.p99_ms) end),
 	      (if .proto == "policy" and .server != "postgrey" and .expect != "pass" then times(.decisions_per_s; $pg.decisions_per_s) else "-" end),
-	      (.rss_kb / 1024 | round), .errors, .mismatches])
+	      (.rss_kb / 1024 | round), .errors, .mismatches, "\(.server_cores)/\(.client_cores)/\(.other_cores)"])
 	| @tsv' "$RESULTS" | column -t -s $'\t'
 
 if [ "$MILLION" -gt 0 ]; then

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/greymilter/greymilter/internal/sockaddr"
@@ -151,6 +152,7 @@ func Run(ctx context.Context, cfg *Config) (*Result, error) {
 		}
 	}
 	res.setLatency(&hist)
+	res.CPU = selfCPU().Seconds()
 	res.Seconds = end.Sub(measureStart).Seconds()
 	if res.Seconds > 0 {
 		res.PerSecond = float64(res.Decisions) / res.Seconds
@@ -164,6 +166,15 @@ func Run(ctx context.Context, cfg *Config) (*Result, error) {
 		res.Stopped = "count"
 	}
 	return res, nil
+}
+
+// selfCPU returns the user and system time this process used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (w *worker) loop(ctx context.Context) error {

@@ -110,6 +110,9 @@ type Result struct {
 	Errors       int     `json:"errors"`     // whole run
 	Mismatches   int     `json:"mismatches"` // whole run
 	Stopped      string  `json:"stopped"`    // count, time or errors
+	// CPU is the processor time greyload itself used over the whole run,
+	// in seconds: what it took from the machine it shares with the server.
+	CPU float64 `json:"cpu_s"`
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
@@ -140,11 +143,12 @@ func (r *Result) WriteTable(w io.Writer) error {
   errors        %d
   mismatches    %d
   stopped by    %s
+  greyload CPU  %.2fs
 `, r.Proto, r.Target, r.Concurrency, r.Seed, r.NewShare*100, r.Expect,
 		r.PerSecond,
 		r.Decisions, r.Seconds, r.New, r.Retries, r.Fallbacks, r.Transactions,
 		r.Warmup, r.WarmupSecs,
 		r.P50, r.P90, r.P99, r.P999, r.Max,
-		r.Errors, r.Mismatches, r.Stopped)
+		r.Errors, r.Mismatches, r.Stopped, r.CPU)
 	return err
 }
