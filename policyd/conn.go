@@ -84,9 +84,24 @@ func (c *conn) serve() {
 			return
 		}
 		if cfg.CloseAfterReply {
+			c.lingeringClose()
 			return
 		}
 	}
+}
+
+// lingeringClose ends the connection with a FIN and waits briefly for the
+// peer's, throwing away what else it sent. Closing a socket with unread
+// input makes the kernel answer with a reset, which can reach the peer
+// before it read the answer: Exim would then take the fail string of its
+// ${readsocket} instead.
+func (c *conn) lingeringClose() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(c.nc, 64<<10))
 }
 
 // setIdle marks the connection as waiting for a request. It reports false
