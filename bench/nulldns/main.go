@@ -23,13 +23,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "nulldns: --listen %q: want a loopback HOST:PORT\n", *listen)
 		os.Exit(2)
 	}
-	pc, err := net.ListenPacket("udp", *listen)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "nulldns: %v\n", err)
-		os.Exit(1)
-	}
-	// TCP on the same port, for truncated answers.
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	pc, ln, err := listenPair(*listen)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nulldns: %v\n", err)
 		os.Exit(1)
@@ -41,6 +35,28 @@ func main() {
 		fmt.Fprintf(os.Stderr, "nulldns: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// listenPair listens on UDP and on TCP at the same port (TCP is for
+// truncated answers). With port 0 the UDP port the kernel picks may be
+// taken in TCP: a few more tries then.
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+	var err error
+	for range 20 {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			return nil, nil, err
+		}
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if _, port, _ := net.SplitHostPort(addr); port != "0" {
+			break
+		}
+	}
+	return nil, nil, err
 }
 
 var soa = &dns.SOA{
