@@ -8,28 +8,47 @@ import (
 	"time"
 )
 
-// durationValue is a pflag.Value for durations that also takes plain
-// seconds ("300", as postgrey's --delay) and days ("35d").
-type durationValue time.Duration
+// durationValue is a pflag.Value for durations that also takes days
+// ("35d") and, where the flag allows it, plain seconds ("300", as
+// postgrey's --delay).
+type durationValue struct {
+	p            *time.Duration
+	unitRequired bool
+}
 
+// newDuration is a duration flag where a plain number means seconds.
 func newDuration(p *time.Duration, def time.Duration) *durationValue {
 	*p = def
-	return (*durationValue)(p)
+	return &durationValue{p: p}
+}
+
+// newLongDuration is a duration flag that wants a unit: for ages and
+// windows a plain number is ambiguous (postgrey reads --max-age=35 as days,
+// bley's purge_days too), and read as seconds it would purge everything.
+func newLongDuration(p *time.Duration, def time.Duration) *durationValue {
+	*p = def
+	return &durationValue{p: p, unitRequired: true}
 }
 
 func (d *durationValue) Set(s string) error {
+	if _, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil && d.unitRequired && strings.TrimSpace(s) != "0" {
+		return fmt.Errorf("%q has no unit: write days, hours or seconds (%sd, %sh, %ss)", s, s, s, s)
+	}
 	v, err := parseDuration(s)
 	if err != nil {
 		return err
 	}
-	*d = durationValue(v)
+	*d.p = v
 	return nil
 }
 
 func (d *durationValue) Type() string { return "duration" }
 
 func (d *durationValue) String() string {
-	v := time.Duration(*d)
+	if d.p == nil {
+		return "0s"
+	}
+	v := *d.p
 	if v != 0 && v%(24*time.Hour) == 0 {
 		return fmt.Sprintf("%dd", v/(24*time.Hour))
 	}

@@ -121,7 +121,7 @@ type coreFlags struct {
 
 func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.StringVarP(&c.name, "name", "n", "greymilter", "name of this filter, in logs")
-	fs.StringVarP(&c.socket, "socket", "s", DefaultSocket, "milter socket: inet:HOST:PORT, inet6:[ADDR]:PORT, unix:PATH (also inet:PORT@HOST, local:PATH)")
+	fs.StringVarP(&c.socket, "socket", "s", DefaultSocket, "milter socket: inet:HOST:PORT, inet6:[ADDR]:PORT, unix:PATH (also inet:PORT@HOST, local:PATH); none for a policy server only")
 	c.socketMode = 0o660
 	fs.Var(&c.socketMode, "socket-mode", "permissions of a unix socket, so that the MTA's user can connect")
 	fs.CountVarP(&c.verbose, "verbose", "v", "log more (repeat: -vv, -vvv)")
@@ -129,12 +129,12 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.Var(newChoice(&c.logTarget, "stderr", "stderr", "syslog"), "log-target", "where logs go (syslog: the mail facility)")
 	fs.StringVar(&c.db, "db", "greymilter.db", "SQLite database file, or :memory:")
 	fs.Var(newDuration(&c.rules.Delay, greylist.DefaultRules.Delay), "delay", "how long a new triplet waits (seconds, or 5m, 1h...)")
-	fs.Var(newDuration(&c.rules.RetryWindow, greylist.DefaultRules.RetryWindow), "retry-window", "a triplet that never passed starts again after this")
+	fs.Var(newLongDuration(&c.rules.RetryWindow, greylist.DefaultRules.RetryWindow), "retry-window", "a triplet that never passed starts again after this")
 	fs.Var(newDuration(&c.rules.Penalty, 0), "penalty", "extra wait for each retry before the delay is over")
-	fs.Var(newDuration(&c.rules.MaxWait, greylist.DefaultRules.MaxWait), "max-wait", "cap of the wait that penalties can build up")
-	fs.Var(newDuration(&c.rules.MaxAge, greylist.DefaultRules.MaxAge), "max-age", "forget triplets and clients not seen for this long")
-	fs.Var(newDuration(&c.rules.PurgeUnverified, greylist.DefaultRules.PurgeUnverified), "purge-unverified", "forget triplets that never passed after this long")
-	fs.Var(newDuration(&c.purgeInterval, time.Hour), "purge-interval", "how often expired state is purged")
+	fs.Var(newLongDuration(&c.rules.MaxWait, greylist.DefaultRules.MaxWait), "max-wait", "cap of the wait that penalties can build up")
+	fs.Var(newLongDuration(&c.rules.MaxAge, greylist.DefaultRules.MaxAge), "max-age", "forget triplets and clients not seen for this long")
+	fs.Var(newLongDuration(&c.rules.PurgeUnverified, greylist.DefaultRules.PurgeUnverified), "purge-unverified", "forget triplets that never passed after this long")
+	fs.Var(newLongDuration(&c.purgeInterval, time.Hour), "purge-interval", "how often expired state is purged")
 	fs.Var(newDuration(&c.decisionTimeout, 10*time.Second), "decision-timeout", "deadline of one decision; lookups past it abstain")
 	fs.IntVar(&c.ipv4Prefix, "ipv4-prefix", greylist.DefaultKeyer.IPv4Prefix, "IPv4 clients are grouped by this prefix length")
 	fs.IntVar(&c.ipv6Prefix, "ipv6-prefix", greylist.DefaultKeyer.IPv6Prefix, "IPv6 clients are grouped by this prefix length")
@@ -163,8 +163,10 @@ func (c *coreFlags) check() error {
 	if c.purgeInterval <= 0 {
 		return fmt.Errorf("--purge-interval: must be more than 0")
 	}
-	if _, err := sockaddr.Parse(c.socket); err != nil {
-		return fmt.Errorf("--socket: %w", err)
+	if c.socket != "none" {
+		if _, err := sockaddr.Parse(c.socket); err != nil {
+			return fmt.Errorf("--socket: %w", err)
+		}
 	}
 	return nil
 }
@@ -323,6 +325,12 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	a.engine = engine.New(engine.Options{Clock: a.clock, Logger: logger, OnError: onError, DryRun: c.dryRun, Timeout: c.decisionTimeout,
 		Observe: func(at time.Time, v engine.Verdict) { a.recorder.Add(at, v.Action.String(), v.Reason) }}, steps...)
 
+	if c.socket == "none" {
+		if len(a.services) == 0 {
+			return a, configError(errors.New("--socket none: nothing left to serve (give --policy-socket)"))
+		}
+		return a, nil
+	}
 	addr, _ := sockaddr.Parse(c.socket)
 	ln, err := sockaddr.Listen(ctx, addr, os.FileMode(c.socketMode))
 	if err != nil {
@@ -358,7 +366,9 @@ func (a *app) serve(ctx context.Context, c *coreFlags) int {
 			}
 		}()
 	}
-	fmt.Fprintf(os.Stderr, "greymilter %s ready. In Postfix's main.cf:\n    smtpd_milters = %s\n    milter_default_action = tempfail\n", version, postfixSocket(a.milterAddr))
+	if a.milterAddr.Network != "" {
+		fmt.Fprintf(os.Stderr, "greymilter %s ready. In Postfix's main.cf:\n    smtpd_milters = %s\n    milter_default_action = tempfail\n", version, postfixSocket(a.milterAddr))
+	}
 
 	status := 0
 loop:

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,12 +20,15 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 		want string
 	}{
 		{[]string{"--delay", "soon"}, "--delay"},
+		{[]string{"--max-age", "35"}, "--max-age"}, // postgrey meant days
+		{[]string{"--retry-window", "2"}, "--retry-window"},
 		{[]string{"--on-error", "explode"}, "--on-error"},
 		{[]string{"--socket", "carrier-pigeon:127.0.0.1:1"}, "--socket"},
 		{[]string{"--ipv4-prefix", "40"}, "--ipv4-prefix"},
 		{[]string{"--trusted-networks", "10.0.0.0/33"}, "--trusted-networks"},
 		{[]string{"--socket-mode", "999"}, "--socket-mode"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"--socket", "none"}, "--policy-socket"},
 		{[]string{"stray-argument"}, "stray-argument"},
 	}
 	for _, tt := range tests {
@@ -146,5 +152,43 @@ func TestConfigFileErrorsNameFileAndLine(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := run([]string{"--config", path, "--db", ":memory:"}, &stderr); code != exitUsage {
 		t.Errorf("bad config: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// buildAll parses args with every module's flags and builds the app; the
+// modules' flag variables are set back to their defaults afterwards.
+func buildAll(t *testing.T, args ...string) (*app, error) {
+	t.Helper()
+	fs, core := newTestFlags()
+	for _, m := range modules {
+		m.addFlags(fs)
+	}
+	t.Cleanup(func() {
+		fs, _ := newTestFlags()
+		for _, m := range modules {
+			m.addFlags(fs) // registering a flag stores its default
+		}
+	})
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	a, err := build(context.Background(), core, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if a != nil {
+		t.Cleanup(func() { a.close() })
+	}
+	return a, err
+}
+
+func TestPolicyServerOnly(t *testing.T) {
+	a, err := buildAll(t, "--db", ":memory:", "--socket", "none", "--policy-socket", "inet:127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.services) != 1 || !strings.HasPrefix(a.services[0].name, "policy ") {
+		var names []string
+		for _, s := range a.services {
+			names = append(names, s.name)
+		}
+		t.Errorf("services %q, want the policy server alone", names)
 	}
 }
