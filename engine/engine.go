@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -285,15 +286,49 @@ func ExpandTemplate(tmpl string, r *Request, wait time.Duration, vars ...string)
 	if !strings.Contains(tmpl, "{") {
 		return tmpl
 	}
-	pairs := []string{
-		"{SECONDS}", fmt.Sprint(int64((wait + time.Second - 1) / time.Second)),
-		"{CLIENT}", r.ClientAddr.String(),
-		"{ADDR}", r.ClientAddr.String(),
-		"{SENDER}", r.Sender,
-		"{RECIPIENT}", r.Recipient,
+	// A plain scan: this runs for every deferral, and a strings.Replacer
+	// built per call costs more than the whole expansion.
+	var b strings.Builder
+	b.Grow(len(tmpl) + 32)
+	for {
+		open := strings.IndexByte(tmpl, '{')
+		if open < 0 {
+			b.WriteString(tmpl)
+			return b.String()
+		}
+		end := strings.IndexByte(tmpl[open:], '}')
+		if end < 0 {
+			b.WriteString(tmpl)
+			return b.String()
+		}
+		b.WriteString(tmpl[:open])
+		v, ok := templateValue(tmpl[open+1:open+end], r, wait, vars)
+		if !ok {
+			// Not a placeholder: keep the brace, look again after it.
+			b.WriteByte('{')
+			tmpl = tmpl[open+1:]
+			continue
+		}
+		b.WriteString(v)
+		tmpl = tmpl[open+end+1:]
+	}
+}
+
+func templateValue(name string, r *Request, wait time.Duration, vars []string) (string, bool) {
+	switch name {
+	case "SECONDS":
+		return strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10), true
+	case "CLIENT", "ADDR":
+		return r.ClientAddr.String(), true
+	case "SENDER":
+		return r.Sender, true
+	case "RECIPIENT":
+		return r.Recipient, true
 	}
 	for i := 0; i+1 < len(vars); i += 2 {
-		pairs = append(pairs, "{"+vars[i]+"}", vars[i+1])
+		if vars[i] == name {
+			return vars[i+1], true
+		}
 	}
-	return strings.NewReplacer(pairs...).Replace(tmpl)
+	return "", false
 }

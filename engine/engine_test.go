@@ -151,10 +151,19 @@ func TestBypass(t *testing.T) {
 }
 
 func TestExpandTemplate(t *testing.T) {
-	got := ExpandTemplate("{CLIENT} {SENDER} -> {RECIPIENT}: wait {SECONDS}s ({DNSBL})", req, 272*time.Second+300*time.Millisecond, "DNSBL", "bl.example")
-	want := "192.0.2.1 a@example.org -> b@example.net: wait 273s (bl.example)"
-	if got != want {
-		t.Errorf("got %q, want %q", got, want)
+	tests := []struct{ tmpl, want string }{
+		{"{CLIENT} {SENDER} -> {RECIPIENT}: wait {SECONDS}s ({DNSBL})", "192.0.2.1 a@example.org -> b@example.net: wait 273s (bl.example)"},
+		{"Address {ADDR} found in {DNSBL}", "Address 192.0.2.1 found in bl.example"},
+		{"no placeholders", "no placeholders"},
+		{"{UNKNOWN} stays, {SECONDS}", "{UNKNOWN} stays, 273"},
+		{"unclosed {SECONDS", "unclosed {SECONDS"},
+		{"{{SECONDS}}", "{273}"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := ExpandTemplate(tt.tmpl, req, 272*time.Second+300*time.Millisecond, "DNSBL", "bl.example"); got != tt.want {
+			t.Errorf("ExpandTemplate(%q) = %q, want %q", tt.tmpl, got, tt.want)
+		}
 	}
 }
 

@@ -72,6 +72,8 @@ type SQLite struct {
 	mu     sync.RWMutex
 	closed bool
 
+	checkpointDone chan struct{} // closed when the checkpointer ended; nil for :memory:
+
 	selTriplet, upTriplet, upClient, touchTriplet, touchClient *sql.Stmt
 	readTriplet, readClient                                    *sql.Stmt
 }
@@ -131,6 +133,15 @@ func OpenSQLite(path string) (*SQLite, error) {
 		r.SetMaxOpenConns(8)
 		r.SetMaxIdleConns(8)
 		s.r = r
+		// Checkpoints copy the WAL into the database and fsync it; run in
+		// the writer they would hold every decision queued behind them.
+		// A separate connection does them instead, without blocking it.
+		if _, err := w.Exec("PRAGMA wal_autocheckpoint = 0"); err != nil {
+			s.closeDBs()
+			return nil, fmt.Errorf("greylist: %s: %w", path, err)
+		}
+		s.checkpointDone = make(chan struct{})
+		go s.checkpointer(path)
 	}
 	if err := s.prepare(); err != nil {
 		s.closeDBs()
@@ -199,6 +210,34 @@ func (s *SQLite) prepare() error {
 		*st.dst = p
 	}
 	return nil
+}
+
+// checkpointInterval is how often the WAL is copied into the database.
+const checkpointInterval = 200 * time.Millisecond
+
+// checkpointer runs passive checkpoints until the store closes, and a last
+// full one then, so that a clean shutdown leaves a small WAL.
+func (s *SQLite) checkpointer(path string) {
+	defer close(s.checkpointDone)
+	db, err := sql.Open("sqlite3", "file:"+escapePath(path)+"?_busy_timeout=5000")
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			<-s.done // the writer has committed its last batch
+			db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+			return
+		case <-t.C:
+			// A failure leaves the frames in the WAL for the next try.
+			db.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // writer runs every write, batching what is queued into one transaction.
@@ -446,6 +485,9 @@ func (s *SQLite) Close() error {
 	s.mu.Unlock()
 	close(s.quit)
 	<-s.done
+	if s.checkpointDone != nil {
+		<-s.checkpointDone
+	}
 	return s.closeDBs()
 }
 

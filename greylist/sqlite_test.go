@@ -302,3 +302,29 @@ func TestStoreSurvivesKill(t *testing.T) {
 	}
 	t.Logf("%d committed triplets all present after kill -9", len(committed))
 }
+
+func TestCloseLeavesNoWAL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 3000 {
+		wg.Go(func() { mustAttempt(t, s, key(i), t0) })
+	}
+	wg.Wait()
+	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("no WAL while running (%v): the test proves nothing", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() != 0 {
+		t.Errorf("WAL of %d bytes left after a clean close", fi.Size())
+	}
+	s2 := mustOpen(t, path)
+	if _, found, _ := s2.Lookup(context.Background(), key(2999)); !found {
+		t.Error("triplet lost across a clean close")
+	}
+}
