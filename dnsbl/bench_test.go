@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -55,5 +56,25 @@ func BenchmarkCheck(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCheckSlowLists asks three lists whose server answers after 5ms,
+// with no cache: the lists are asked at once, so a check costs one answer
+// time, not three.
+func BenchmarkCheckSlowLists(b *testing.B) {
+	zones := mustZones(b, "a.bl.test", "b.bl.test", "c.bl.test")
+	addr := netip.MustParseAddr("192.0.2.3")
+	srv := dnstest.Start(b, blZones...)
+	for _, z := range []string{"a.bl.test", "b.bl.test", "c.bl.test"} {
+		srv.SetDelay(z, 5*time.Millisecond)
+	}
+	r, _ := newResolver(b, Config{CacheSize: -1}, srv.Addr())
+	l := NewList(r, Majority, nil, zones...)
+	ctx := context.Background()
+	for b.Loop() {
+		if !l.Check(ctx, addr).Listed {
+			b.Fatal("not listed")
+		}
 	}
 }

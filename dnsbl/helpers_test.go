@@ -1,37 +1,17 @@
 package dnsbl
 
 import (
-	"github.com/greymilter/greymilter/dnstest"
-
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/internal/clocktest"
 )
 
-// fakeClock is a Clock that moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // newResolver returns a resolver on a fake clock asking servers.
-func newResolver(t testing.TB, cfg Config, servers ...string) (*Resolver, *fakeClock) {
+func newResolver(t testing.TB, cfg Config, servers ...string) (*Resolver, *clocktest.Clock) {
 	t.Helper()
-	clock := newFakeClock()
+	clock := clocktest.New(time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC))
 	cfg.Servers = servers
 	cfg.Clock = clock
 	r, err := NewResolver(cfg)

@@ -9,13 +9,10 @@ import (
 	"time"
 
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/internal/clocktest"
 )
 
-type testClock struct{ now time.Time }
-
-func (c *testClock) Now() time.Time { return c.now }
-
-func newGreylistEngine(t *testing.T, autoWhitelist int, extra ...Step) (*Engine, *testClock) {
+func newGreylistEngine(t *testing.T, autoWhitelist int, extra ...Step) (*Engine, *clocktest.Clock) {
 	t.Helper()
 	store, err := greylist.OpenSQLite(":memory:")
 	if err != nil {
@@ -27,7 +24,7 @@ func newGreylistEngine(t *testing.T, autoWhitelist int, extra ...Step) (*Engine,
 		Keyer:    greylist.DefaultKeyer,
 		Hostname: "mx.test",
 	}
-	clock := &testClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	var buf bytes.Buffer
 	steps := append(append([]Step{}, extra...), g.KnownStep(), g.GreylistStep())
 	return newTestEngine(&buf, Options{Clock: clock}, steps...), clock
@@ -46,11 +43,11 @@ func TestGreylistSteps(t *testing.T) {
 	if v.Action != Defer || v.Reply() != "451 4.7.1 Greylisted, please try again in 300 seconds" || v.Reason != "new" {
 		t.Fatalf("first: %+v", v)
 	}
-	clock.now = clock.now.Add(100 * time.Second)
+	clock.Advance(100 * time.Second)
 	if v := e.Decide(ctx, r); v.Action != Defer || v.Wait != 200*time.Second || v.Reason != "early-retry" {
 		t.Fatalf("early retry: %+v", v)
 	}
-	clock.now = clock.now.Add(250 * time.Second)
+	clock.Advance(250 * time.Second)
 	v = e.Decide(ctx, mail("192.0.2.200", "a@example.org", "B@Example.NET")) // same /24, other case
 	if v.Action != Pass || v.Reason != "passed" || len(v.Headers) != 1 ||
 		!strings.HasPrefix(v.Headers[0].Value, "delayed 350 seconds by greymilter at mx.test; Wed, 25 Nov 2026 12:05:50 +0000") {
@@ -73,7 +70,7 @@ func TestAutoWhitelistAfterNPasses(t *testing.T) {
 		if v := e.Decide(ctx, r); v.Action != Defer {
 			t.Fatalf("%s first: %+v", rcpt, v)
 		}
-		clock.now = clock.now.Add(6 * time.Minute)
+		clock.Advance(6 * time.Minute)
 		if v := e.Decide(ctx, r); v.Reason != "passed" {
 			t.Fatalf("%s retry: %+v", rcpt, v)
 		}
@@ -89,7 +86,7 @@ func TestAutoWhitelistAfterNPasses(t *testing.T) {
 		t.Fatalf("after 3 passes: %+v, want auto-whitelist", v)
 	}
 	// Forgotten after max-age without mail.
-	clock.now = clock.now.Add(greylist.DefaultRules.MaxAge + time.Hour)
+	clock.Advance(greylist.DefaultRules.MaxAge + time.Hour)
 	if v := e.Decide(ctx, mail("198.51.100.9", "other@example.org", "fresh2@example.net")); v.Action != Defer {
 		t.Fatalf("after max-age: %+v, want greylisted again", v)
 	}
@@ -110,7 +107,7 @@ func TestIdentityReplacesTheSubnet(t *testing.T) {
 	if v := e.Decide(ctx, mail("192.0.2.1", "a@example.org", "b@example.net")); v.Action != Defer {
 		t.Fatalf("first: %+v", v)
 	}
-	clock.now = clock.now.Add(6 * time.Minute)
+	clock.Advance(6 * time.Minute)
 	// A retry from another network of the same provider passes.
 	if v := e.Decide(ctx, mail("203.0.113.50", "a@example.org", "b@example.net")); v.Reason != "passed" {
 		t.Fatalf("retry from another address: %+v", v)
@@ -124,14 +121,14 @@ func TestKnownUnderTheSubnetCountsWithAnIdentity(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	g := &Greylisting{Greylist: &greylist.Greylist{Store: store, Rules: greylist.DefaultRules}, Keyer: greylist.DefaultKeyer}
-	clock := &testClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	var buf bytes.Buffer
 	plain := newTestEngine(&buf, Options{Clock: clock}, g.KnownStep(), g.GreylistStep())
 	withIdentity := newTestEngine(&buf, Options{Clock: clock}, identityStep{}, g.KnownStep(), g.GreylistStep())
 	ctx := context.Background()
 	r := mail("192.0.2.1", "a@example.org", "b@example.net")
 	plain.Decide(ctx, r)
-	clock.now = clock.now.Add(6 * time.Minute)
+	clock.Advance(6 * time.Minute)
 	if v := plain.Decide(ctx, r); v.Reason != "passed" {
 		t.Fatalf("retry: %+v", v)
 	}

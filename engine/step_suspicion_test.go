@@ -12,6 +12,7 @@ import (
 	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/internal/clocktest"
 )
 
 // suspicionSetup is a pipeline as greymilter builds it: SPF identity,
@@ -27,7 +28,7 @@ type suspicionSetup struct {
 
 type suspicionEnv struct {
 	e     *Engine
-	clock *testClock
+	clock *clocktest.Clock
 	log   *bytes.Buffer
 	dns   *dnstest.Server
 }
@@ -66,7 +67,7 @@ func newSuspicionEnv(t *testing.T, s suspicionSetup) *suspicionEnv {
 		steps = append(steps, &Suspicion{Checker: checks.NewChecker(checks.DefaultScores, nil, res), SPF: spfCheck, Threshold: s.threshold})
 	}
 	steps = append(steps, g.GreylistStep())
-	env := &suspicionEnv{clock: &testClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}, log: &bytes.Buffer{}, dns: srv}
+	env := &suspicionEnv{clock: clocktest.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)), log: &bytes.Buffer{}, dns: srv}
 	env.e = newTestEngine(env.log, Options{Clock: env.clock}, steps...)
 	return env
 }
@@ -242,7 +243,7 @@ func TestSPFIdentity(t *testing.T) {
 			if v, line := env.decide(t, tt.first); v.Action != Defer || v.Reason != "new" {
 				t.Fatalf("first attempt: %+v\n%s", v, line)
 			}
-			env.clock.now = env.clock.now.Add(delay)
+			env.clock.Advance(delay)
 			v, line := env.decide(t, tt.then)
 			if v.Reason != tt.want || !strings.Contains(line, " triplet_client="+tt.client) {
 				t.Errorf("retry: %s, want %s with triplet_client=%s\n%s", v.Reason, tt.want, tt.client, line)
@@ -260,7 +261,7 @@ func TestSPFIdentityAutoWhitelist(t *testing.T) {
 		if v, line := env.decide(t, r); v.Reason != "new" {
 			t.Fatalf("%s first: %+v\n%s", rcpt, v, line)
 		}
-		env.clock.now = env.clock.now.Add(6 * time.Minute)
+		env.clock.Advance(6 * time.Minute)
 		r.ClientAddr = netip.MustParseAddr(retry)
 		if v, line := env.decide(t, r); v.Reason != "passed" {
 			t.Fatalf("%s retry: %+v\n%s", rcpt, v, line)
@@ -278,7 +279,7 @@ func TestSPFIdentityAutoWhitelist(t *testing.T) {
 		t.Fatalf("after two passes: %+v\n%s", v, line)
 	}
 	// Not seen for max-age: forgotten.
-	env.clock.now = env.clock.now.Add(greylist.DefaultRules.MaxAge + time.Hour)
+	env.clock.Advance(greylist.DefaultRules.MaxAge + time.Hour)
 	fresh.Recipient = "fresh3@example.net"
 	if v, line := env.decide(t, fresh); v.Reason != "new" {
 		t.Fatalf("after max-age: %+v\n%s", v, line)

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,35 +13,19 @@ import (
 
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/internal/clocktest"
 )
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // startServer runs a real greymilter engine (bypass, known, greylist on an
 // in-memory SQLite store) behind the milter server on a loopback port.
-func startServer(t *testing.T) (addr string, clock *fakeClock) {
+func startServer(t *testing.T) (addr string, clock *clocktest.Clock) {
 	t.Helper()
 	store, err := greylist.OpenSQLite(":memory:")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	clock = &fakeClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	clock = clocktest.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	rules := greylist.DefaultRules
 	rules.Delay = 5 * time.Minute
 	g := &engine.Greylisting{
@@ -117,7 +100,7 @@ func TestPerRecipientReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	clock.advance(2 * time.Minute)
+	clock.Advance(2 * time.Minute)
 	// Early retry in the same connection: the wait is what is left.
 	mustContinue(t, "mail again", must(s.Mail("<alice@example.org>", nil)))
 	a := must(s.Rcpt("<bob@example.net>", nil))
@@ -126,7 +109,7 @@ func TestPerRecipientReplies(t *testing.T) {
 	}
 	s.Abort()
 
-	clock.advance(4 * time.Minute)
+	clock.Advance(4 * time.Minute)
 	// After the delay: bob passes, dave (new) is deferred, in one transaction.
 	s2 := mtaSession(t, addr, "192.0.2.77", "<alice@example.org>") // same /24
 	mustContinue(t, "rcpt bob after delay", must(s2.Rcpt("<bob@example.net>", nil)))

@@ -47,7 +47,7 @@ func BenchmarkServer(b *testing.B) {
 			for _, r := range reqs {
 				warm.roundTrip(b, r)
 			}
-			clock.advance(greylist.DefaultRules.Delay + time.Second)
+			clock.Advance(greylist.DefaultRules.Delay + time.Second)
 			for _, r := range reqs {
 				warm.roundTrip(b, r)
 			}

@@ -5,35 +5,17 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/internal/clocktest"
 )
-
-// fakeClock is shared by the test and the server's goroutines.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // startGreylist runs a Server in front of the engine greymilter builds:
 // bypass, known and greylist steps on a real SQLite store.
-func startGreylist(t testing.TB, db string) (*fixture, *fakeClock) {
+func startGreylist(t testing.TB, db string) (*fixture, *clocktest.Clock) {
 	t.Helper()
 	store, err := greylist.OpenSQLite(db)
 	if err != nil {
@@ -46,7 +28,7 @@ func startGreylist(t testing.TB, db string) (*fixture, *fakeClock) {
 		Keyer:    greylist.DefaultKeyer,
 		Hostname: "mx.test",
 	}
-	clock := &fakeClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	eng := engine.New(engine.Options{Clock: clock, Logger: quiet}, &engine.Bypass{}, g.KnownStep(), g.GreylistStep())
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -93,7 +75,7 @@ func TestGreylistThroughPolicy(t *testing.T) {
 					"DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 300 seconds"},
 			}
 			for _, s := range steps {
-				clock.advance(s.advance)
+				clock.Advance(s.advance)
 				if got := c.ask(s.req); got != s.want {
 					t.Errorf("%s:\n got %q\nwant %q", s.name, got, s.want)
 				}
@@ -112,7 +94,7 @@ func TestGreylistOneHeaderPerMessage(t *testing.T) {
 			t.Fatalf("%s: %q", r, got)
 		}
 	}
-	clock.advance(6 * time.Minute)
+	clock.Advance(6 * time.Minute)
 	want := []string{"PREPEND X-Greylist: delayed 360 seconds by greymilter at mx.test; Wed, 25 Nov 2026 12:06:00 +0000", "DUNNO"}
 	for i, r := range []string{"a@example.net", "b@example.net"} {
 		if got := c.ask(rcpt(r, "instance", "retry")); got != want[i] {

@@ -122,7 +122,7 @@ func TestT20ListsReload(t *testing.T) {
 	if err := os.WriteFile(bl, []byte("192.0.2.30\n192.0.2.31\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hup(t, gm)
+	gm.Signal(syscall.SIGHUP)
 	gm.WaitRecord(func(r harness.LogRecord) bool { return r["msg"] == "lists reloaded" })
 	if r := send("192.0.2.31", "t20r-b"); r.Code != 550 || !strings.HasPrefix(r.String(), "550 5.7.1 ") {
 		t.Fatalf("after the edit and SIGHUP: %v, want 550 5.7.1", r)
@@ -131,7 +131,7 @@ func TestT20ListsReload(t *testing.T) {
 	if err := os.WriteFile(bl, []byte("192.0.2.30\n\n192.0.2.310\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hup(t, gm)
+	gm.Signal(syscall.SIGHUP)
 	rec := gm.WaitRecord(func(r harness.LogRecord) bool { return strings.HasPrefix(r["msg"], "reload failed") })
 	if !strings.Contains(rec["err"], bl+":3: ") {
 		t.Errorf("reload error %q, want it to name %s:3", rec["err"], bl)
@@ -160,33 +160,6 @@ func TestT20ListsBadFileAtStart(t *testing.T) {
 	if !strings.Contains(stderr.String(), bad+":2: ") {
 		t.Errorf("stderr %q, want it to name %s:2", stderr.String(), bad)
 	}
-}
-
-// hup sends SIGHUP to the greymilter process. The harness does not expose
-// the process, so it is found by its unique milter socket argument.
-func hup(t *testing.T, gm *harness.GreymilterProcess) {
-	t.Helper()
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(string(b), "\x00")
-		if filepath.Base(argv[0]) != "greymilter" {
-			continue
-		}
-		for i := 0; i+1 < len(argv); i++ {
-			if argv[i] == "-s" && argv[i+1] == gm.Socket {
-				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-				if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-					t.Fatalf("SIGHUP to greymilter %d: %v", pid, err)
-				}
-				return
-			}
-		}
-	}
-	t.Fatalf("no greymilter process with -s %s", gm.Socket)
 }
 
 // TestT20DefaultWhitelist: the shipped client whitelist lets a big

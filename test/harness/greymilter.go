@@ -256,6 +256,14 @@ func (g *GreymilterProcess) Kill() {
 	<-g.done
 }
 
+// Signal sends sig to the running greymilter (SIGHUP to reload its lists).
+func (g *GreymilterProcess) Signal(sig os.Signal) {
+	g.t.Helper()
+	if err := g.cmd.Process.Signal(sig); err != nil {
+		g.t.Fatalf("signal %v to greymilter: %v", sig, err)
+	}
+}
+
 // Stop sends SIGTERM and waits up to 10 seconds for greymilter to exit. It
 // returns the exit status (nil for a clean exit); a greymilter that does not
 // exit in time is killed and fails the test.
