@@ -3,7 +3,6 @@ package greylist
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -16,14 +15,7 @@ type Greylist struct {
 	// passed for the client to skip greylisting; 0 disables it.
 	AutoWhitelist int
 	Log           *slog.Logger
-
-	cacheOnce sync.Once
-	cache     *passCache
 }
-
-// CacheSize bounds how many passed triplets (and as many auto-whitelisted
-// clients) are remembered in memory in front of the store.
-const CacheSize = 100_000
 
 // touchGrace is how stale a record's last-seen time may get before a
 // known triplet's mail rewrites it: purges count in days, so an hour's
@@ -44,51 +36,34 @@ const (
 
 // Known tells whether key needs no greylisting at now.
 func (g *Greylist) Known(ctx context.Context, key Key, now time.Time) (Standing, error) {
-	cache := g.passCache()
-	if seen, ok := cache.triplet(key); ok && !g.Rules.Stale(seen, now) {
-		g.touch(key, seen, now, cache.putTriplet)
-		return KnownTriplet, nil
-	}
 	rec, found, err := g.Store.Lookup(ctx, key)
 	if err != nil {
 		return Unknown, err
 	}
 	if found && rec.Passed() && !g.Rules.Stale(rec.LastSeen, now) {
-		g.touch(key, rec.LastSeen, now, cache.putTriplet)
+		g.touch(key, rec.LastSeen, now)
 		return KnownTriplet, nil
 	}
 	if g.AutoWhitelist <= 0 {
 		return Unknown, nil
-	}
-	putClient := func(k Key, t time.Time) { cache.putClient(k.Client, t) }
-	if seen, ok := cache.client(key.Client); ok && !g.Rules.Stale(seen, now) {
-		g.touch(key, seen, now, putClient)
-		return AutoWhitelisted, nil
 	}
 	c, found, err := g.Store.Client(ctx, key.Client)
 	if err != nil {
 		return Unknown, err
 	}
 	if found && c.Passes >= g.AutoWhitelist && !g.Rules.Stale(c.LastSeen, now) {
-		g.touch(key, c.LastSeen, now, putClient)
+		g.touch(key, c.LastSeen, now)
 		return AutoWhitelisted, nil
 	}
 	return Unknown, nil
 }
 
-// touch keeps a good entry from being purged: when its last-seen time is
-// older than touchGrace the store is told, and the cache remembers when.
-func (g *Greylist) touch(key Key, seen, now time.Time, remember func(Key, time.Time)) {
+// touch keeps a good entry from being purged, writing its last-seen time
+// only when that is older than touchGrace.
+func (g *Greylist) touch(key Key, seen, now time.Time) {
 	if now.Sub(seen) > touchGrace {
 		g.Store.Touch(key, now)
-		seen = now
 	}
-	remember(key, seen)
-}
-
-func (g *Greylist) passCache() *passCache {
-	g.cacheOnce.Do(func() { g.cache = newPassCache(CacheSize) })
-	return g.cache
 }
 
 // Attempt records an attempt of key at now and says what it comes to.
@@ -96,9 +71,6 @@ func (g *Greylist) Attempt(ctx context.Context, key Key, now time.Time) (Result,
 	res, err := g.Store.Attempt(ctx, key, g.Rules, now)
 	if err != nil {
 		return res, err
-	}
-	if res.Outcome == Passed || res.Outcome == Known {
-		g.passCache().putTriplet(key, res.Record.LastSeen)
 	}
 	if res.Outcome == Passed && g.AutoWhitelist > 0 && g.Log != nil {
 		if c, found, err := g.Store.Client(ctx, key.Client); err == nil && found && c.Passes == g.AutoWhitelist {

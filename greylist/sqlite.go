@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
@@ -74,7 +75,19 @@ type SQLite struct {
 
 	checkpointDone chan struct{} // closed when the checkpointer ended; nil for :memory:
 
-	selTriplet, upTriplet, upClient, touchTriplet, touchClient *sql.Stmt
+	// ix answers every read once filled; fillDone is closed when the
+	// fill ended, stopFill cuts it short at Close.
+	ix       *index
+	fillDone chan struct{}
+	stopFill context.CancelFunc
+	// pending are the index changes of the transaction under way, and
+	// overlay its triplets, for a second operation on the same triplet in
+	// one batch. Only the writer goroutine touches them.
+	pending       []change
+	overlay       map[uint64]memRecord
+	clientOverlay map[string]ClientRecord
+
+	selTriplet, upTriplet, selClient, upClient, touchTriplet, touchClient *sql.Stmt
 	readTriplet, readClient                                    *sql.Stmt
 }
 
@@ -147,7 +160,27 @@ func OpenSQLite(path string) (*SQLite, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("greylist: %s: %w", path, err)
 	}
+	s.ix, s.fillDone = newIndex(), make(chan struct{})
+	s.overlay, s.clientOverlay = make(map[uint64]memRecord), make(map[string]ClientRecord)
 	go s.writer()
+	if memory {
+		// A new in-memory database is empty: nothing to read.
+		s.ix.ready.Store(true)
+		close(s.fillDone)
+	} else {
+		var fillCtx context.Context
+		fillCtx, s.stopFill = context.WithCancel(context.Background())
+		go func() {
+			defer close(s.fillDone)
+			start := time.Now()
+			if err := s.ix.fill(fillCtx, s.r); err != nil && fillCtx.Err() == nil {
+				// The database still answers what the index cannot.
+				slog.Error("greylist: filling the in-memory index failed; reads go to the database", "db", path, "err", err)
+				return
+			}
+			slog.Debug("greylist: in-memory index filled", "db", path, "took", time.Since(start))
+		}()
+	}
 	return s, nil
 }
 
@@ -197,8 +230,10 @@ func (s *SQLite) prepare() error {
 			passed_at = excluded.passed_at, attempts = excluded.attempts`},
 		{s.w, &s.upClient, `INSERT INTO clients (client, passes, last_seen) VALUES (?, 1, ?)
 			ON CONFLICT (client) DO UPDATE SET passes = passes + 1, last_seen = excluded.last_seen`},
-		{s.w, &s.touchTriplet, `UPDATE triplets SET last_seen = ? WHERE client = ? AND sender = ? AND recipient = ? AND last_seen < ?1`},
-		{s.w, &s.touchClient, `UPDATE clients SET last_seen = ? WHERE client = ? AND last_seen < ?1`},
+		{s.w, &s.selClient, `SELECT passes, last_seen FROM clients WHERE client = ?`},
+		{s.w, &s.touchTriplet, `UPDATE triplets SET last_seen = ? WHERE client = ? AND sender = ? AND recipient = ? AND last_seen < ?1
+			RETURNING first_seen, last_seen, passed_at, attempts`},
+		{s.w, &s.touchClient, `UPDATE clients SET last_seen = ? WHERE client = ? AND last_seen < ?1 RETURNING passes, last_seen`},
 		{s.r, &s.readTriplet, `SELECT first_seen, last_seen, passed_at, attempts FROM triplets WHERE client = ? AND sender = ? AND recipient = ?`},
 		{s.r, &s.readClient, `SELECT passes, last_seen FROM clients WHERE client = ?`},
 	}
@@ -311,6 +346,9 @@ func (s *SQLite) commit(batch []*op) {
 }
 
 func (s *SQLite) runTx(ops []*op) error {
+	s.pending = s.pending[:0]
+	clear(s.overlay)
+	clear(s.clientOverlay)
 	tx, err := s.w.Begin()
 	if err != nil {
 		return fmt.Errorf("greylist: begin: %w", err)
@@ -324,7 +362,64 @@ func (s *SQLite) runTx(ops []*op) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("greylist: commit: %w", err)
 	}
+	// Readers learn of the changes only once they are committed.
+	s.ix.apply(s.pending)
 	return nil
+}
+
+// stage records a change of the transaction under way.
+func (s *SQLite) stage(c change) {
+	s.pending = append(s.pending, c)
+	switch {
+	case c.client != "" && c.deleted:
+		s.clientOverlay[c.client] = ClientRecord{Passes: -1}
+	case c.client != "":
+		s.clientOverlay[c.client] = c.crec
+	case c.deleted:
+		s.overlay[c.h] = memRecord{attempts: -1}
+	default:
+		s.overlay[c.h] = c.rec
+	}
+}
+
+// currentClient reads a client in the writer, as current does a triplet;
+// a client never seen has zero passes.
+func (s *SQLite) currentClient(tx *sql.Tx, client string) (ClientRecord, error) {
+	if c, ok := s.clientOverlay[client]; ok {
+		if c.Passes < 0 {
+			return ClientRecord{}, nil
+		}
+		return c, nil
+	}
+	if c, _, sure := s.ix.client(client); sure {
+		return c, nil
+	}
+	var c ClientRecord
+	var last int64
+	err := tx.Stmt(s.selClient).QueryRow(client).Scan(&c.Passes, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ClientRecord{}, nil
+	}
+	c.LastSeen = fromMS(last)
+	return c, err
+}
+
+// current reads a triplet in the writer: this transaction's own changes
+// first, then the index, then (while the index fills) the database.
+func (s *SQLite) current(tx *sql.Tx, key Key, h uint64) (Record, bool, error) {
+	if m, ok := s.overlay[h]; ok {
+		if m.attempts < 0 {
+			return Record{}, false, nil
+		}
+		return m.record(), true, nil
+	}
+	if m, found, sure := s.ix.triplet(h); sure {
+		if !found {
+			return Record{}, false, nil
+		}
+		return m.record(), true, nil
+	}
+	return scanRecord(tx.Stmt(s.selTriplet).QueryRow(key.Client, key.Sender, key.Recipient))
 }
 
 func (o *op) reply(err error) {
@@ -357,7 +452,8 @@ func (s *SQLite) do(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (s *SQLite) Attempt(ctx context.Context, key Key, rules Rules, now time.Time) (Result, error) {
 	var res Result
 	err := s.do(ctx, func(tx *sql.Tx) error {
-		rec, found, err := scanRecord(tx.Stmt(s.selTriplet).QueryRow(key.Client, key.Sender, key.Recipient))
+		h := s.ix.hash(key)
+		rec, found, err := s.current(tx, key, h)
 		if err != nil {
 			return fmt.Errorf("greylist: read triplet: %w", err)
 		}
@@ -367,10 +463,18 @@ func (s *SQLite) Attempt(ctx context.Context, key Key, rules Rules, now time.Tim
 			ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts); err != nil {
 			return fmt.Errorf("greylist: write triplet: %w", err)
 		}
+		s.stage(change{h: h, rec: toMem(r)})
 		if res.Outcome == Passed {
+			c, err := s.currentClient(tx, key.Client)
+			if err != nil {
+				return fmt.Errorf("greylist: read client: %w", err)
+			}
 			if _, err := tx.Stmt(s.upClient).Exec(key.Client, ms(now)); err != nil {
 				return fmt.Errorf("greylist: write client: %w", err)
 			}
+			c.Passes++
+			c.LastSeen = fromMS(ms(now))
+			s.stage(change{client: key.Client, crec: c})
 		}
 		return nil
 	})
@@ -379,6 +483,9 @@ func (s *SQLite) Attempt(ctx context.Context, key Key, rules Rules, now time.Tim
 
 // Lookup implements Store.
 func (s *SQLite) Lookup(ctx context.Context, key Key) (Record, bool, error) {
+	if m, found, sure := s.ix.triplet(s.ix.hash(key)); sure {
+		return m.record(), found, nil
+	}
 	rec, found, err := scanRecord(s.readTriplet.QueryRowContext(ctx, key.Client, key.Sender, key.Recipient))
 	if err != nil {
 		return Record{}, false, fmt.Errorf("greylist: lookup: %w", err)
@@ -388,6 +495,9 @@ func (s *SQLite) Lookup(ctx context.Context, key Key) (Record, bool, error) {
 
 // Client implements Store.
 func (s *SQLite) Client(ctx context.Context, client string) (ClientRecord, bool, error) {
+	if c, found, sure := s.ix.client(client); sure {
+		return c, found, nil
+	}
 	var passes int
 	var last int64
 	err := s.readClient.QueryRowContext(ctx, client).Scan(&passes, &last)
@@ -417,10 +527,22 @@ func (s *SQLite) Touch(key Key, now time.Time) {
 func (s *SQLite) touchOp(t touchOp) *op {
 	return &op{run: func(tx *sql.Tx) error {
 		now := ms(t.now)
-		if _, err := tx.Stmt(s.touchTriplet).Exec(now, t.key.Client, t.key.Sender, t.key.Recipient); err != nil {
+		var m memRecord
+		err := tx.Stmt(s.touchTriplet).QueryRow(now, t.key.Client, t.key.Sender, t.key.Recipient).Scan(&m.first, &m.last, &m.passed, &m.attempts)
+		switch {
+		case err == nil:
+			s.stage(change{h: s.ix.hash(t.key), rec: m})
+		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("greylist: touch triplet: %w", err)
 		}
-		if _, err := tx.Stmt(s.touchClient).Exec(now, t.key.Client); err != nil {
+		var c ClientRecord
+		var last int64
+		err = tx.Stmt(s.touchClient).QueryRow(now, t.key.Client).Scan(&c.Passes, &last)
+		switch {
+		case err == nil:
+			c.LastSeen = fromMS(last)
+			s.stage(change{client: t.key.Client, crec: c})
+		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("greylist: touch client: %w", err)
 		}
 		return nil
@@ -431,8 +553,11 @@ func (s *SQLite) touchOp(t touchOp) *op {
 func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeStats, error) {
 	var st PurgeStats
 	old := ms(now.Add(-rules.MaxAge))
+	// Each step deletes what its query returns, a batch at a time, and
+	// tells the index which keys went.
 	type purgeStep struct {
 		count *int
+		what  string // "triplets", "clients" or "" for rows the index does not hold
 		query string
 		arg   int64
 	}
@@ -440,38 +565,75 @@ func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeSt
 	var steps []purgeStep
 	if rules.MaxAge > 0 {
 		steps = append(steps,
-			purgeStep{&st.Triplets, `DELETE FROM triplets WHERE (client, sender, recipient) IN
-				(SELECT client, sender, recipient FROM triplets WHERE last_seen < ? LIMIT ` + limit + `)`, old},
-			purgeStep{&st.Clients, `DELETE FROM clients WHERE client IN
-				(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `)`, old})
+			purgeStep{&st.Triplets, "triplets", `DELETE FROM triplets WHERE (client, sender, recipient) IN
+				(SELECT client, sender, recipient FROM triplets WHERE last_seen < ? LIMIT ` + limit + `)
+				RETURNING client, sender, recipient`, old},
+			purgeStep{&st.Clients, "clients", `DELETE FROM clients WHERE client IN
+				(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `) RETURNING client`, old})
 	}
-	steps = append(steps, purgeStep{new(int), `DELETE FROM decision_counts WHERE hour < ?`, now.Add(-CountsMaxAge).Unix() / 3600})
+	steps = append(steps, purgeStep{new(int), "", `DELETE FROM decision_counts WHERE hour < ?`, now.Add(-CountsMaxAge).Unix() / 3600})
 	if rules.PurgeUnverified > 0 {
-		steps = append(steps, purgeStep{&st.Unverified, `DELETE FROM triplets WHERE (client, sender, recipient) IN
-			(SELECT client, sender, recipient FROM triplets WHERE passed_at = 0 AND first_seen < ? LIMIT ` + limit + `)`,
+		steps = append(steps, purgeStep{&st.Unverified, "triplets", `DELETE FROM triplets WHERE (client, sender, recipient) IN
+			(SELECT client, sender, recipient FROM triplets WHERE passed_at = 0 AND first_seen < ? LIMIT ` + limit + `)
+			RETURNING client, sender, recipient`,
 			ms(now.Add(-rules.PurgeUnverified))})
 	}
 	for _, step := range steps {
 		for {
-			var n int64
+			var n int
 			err := s.do(ctx, func(tx *sql.Tx) error {
-				res, err := tx.Exec(step.query, step.arg)
+				var err error
+				n, err = s.purgeBatch(tx, step.what, step.query, step.arg)
 				if err != nil {
 					return fmt.Errorf("greylist: purge: %w", err)
 				}
-				n, err = res.RowsAffected()
-				return err
+				return nil
 			})
 			if err != nil {
 				return st, err
 			}
-			*step.count += int(n)
+			*step.count += n
 			if n < purgeBatch {
 				break
 			}
 		}
 	}
 	return st, nil
+}
+
+// purgeBatch runs one purge query in the writer and stages the index
+// deletions of what it returned.
+func (s *SQLite) purgeBatch(tx *sql.Tx, what, query string, arg int64) (int, error) {
+	if what == "" {
+		res, err := tx.Exec(query, arg)
+		if err != nil {
+			return 0, err
+		}
+		n, err := res.RowsAffected()
+		return int(n), err
+	}
+	rows, err := tx.Query(query, arg)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var k Key
+		if what == "clients" {
+			if err := rows.Scan(&k.Client); err != nil {
+				return n, err
+			}
+			s.stage(change{client: k.Client, deleted: true})
+		} else {
+			if err := rows.Scan(&k.Client, &k.Sender, &k.Recipient); err != nil {
+				return n, err
+			}
+			s.stage(change{h: s.ix.hash(k), deleted: true})
+		}
+		n++
+	}
+	return n, rows.Err()
 }
 
 // Close implements Store: queued operations are committed first.
@@ -483,6 +645,10 @@ func (s *SQLite) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	if s.stopFill != nil {
+		s.stopFill()
+	}
+	<-s.fillDone
 	close(s.quit)
 	<-s.done
 	if s.checkpointDone != nil {

@@ -328,3 +328,100 @@ func TestCloseLeavesNoWAL(t *testing.T) {
 		t.Error("triplet lost across a clean close")
 	}
 }
+
+// TestIndexAgreesWithDatabase runs attempts, touches and purges, and
+// checks that the in-memory index says what the database says, while
+// running and after a restart (when the index is filled from the file).
+func TestIndexAgreesWithDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 500
+	for i := range n {
+		mustAttempt(t, s, key(i), t0)
+		if i%2 == 0 {
+			mustAttempt(t, s, key(i), t0.Add(10*time.Minute))
+		}
+		if i%5 == 0 {
+			s.Touch(key(i), t0.Add(20*24*time.Hour))
+		}
+	}
+	waitIdle(t, s)
+	// Purge the unverified (odd) ones and the passed ones not touched.
+	if _, err := s.Purge(ctx, testRules, t0.Add(36*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s *SQLite, when string) {
+		t.Helper()
+		if !s.ix.ready.Load() {
+			t.Fatalf("%s: index not filled", when)
+		}
+		for i := range n {
+			k := key(i)
+			want, wantFound, err := scanRecord(s.readTriplet.QueryRow(k.Client, k.Sender, k.Recipient))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, found, _ := s.ix.triplet(s.ix.hash(k))
+			if found != wantFound || found && got.record() != want {
+				t.Fatalf("%s: triplet %d: index %v %+v, database %v %+v", when, i, found, got.record(), wantFound, want)
+			}
+			if wantFound != (i%10 == 0) {
+				t.Fatalf("%s: triplet %d found=%v after the purge", when, i, wantFound)
+			}
+			var passes int
+			var last int64
+			err = s.readClient.QueryRow(k.Client).Scan(&passes, &last)
+			wantClient := ClientRecord{Passes: passes, LastSeen: fromMS(last)}
+			gotClient, found, _ := s.ix.client(k.Client)
+			if found != (err == nil) || found && gotClient != wantClient {
+				t.Fatalf("%s: client %s: index %v %+v, database %v %+v", when, k.Client, found, gotClient, err, wantClient)
+			}
+		}
+	}
+	check(s, "running")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := mustOpen(t, path)
+	<-s2.fillDone
+	check(s2, "after reopening")
+}
+
+// TestIndexFillKeepsNewerWrites: what is written while the index fills
+// wins over the older rows the fill reads.
+func TestIndexFillKeepsNewerWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { mustAttempt(t, s, key(i), t0) })
+	}
+	wg.Wait()
+	s.Close()
+
+	s2 := mustOpen(t, path)
+	// Race the fill: pass some triplets, purge nothing, then compare.
+	for i := 0; i < n; i += 97 {
+		if res := mustAttempt(t, s2, key(i), t0.Add(10*time.Minute)); res.Outcome != Passed {
+			t.Fatalf("triplet %d: %v, want passed", i, res.Outcome)
+		}
+	}
+	<-s2.fillDone
+	for i := 0; i < n; i += 97 {
+		rec, found, _ := s2.Lookup(context.Background(), key(i))
+		if !found || !rec.Passed() {
+			t.Fatalf("triplet %d: the fill brought back its older record", i)
+		}
+	}
+	if rec, found, _ := s2.Lookup(context.Background(), key(1)); !found || rec.Passed() {
+		t.Fatalf("triplet 1: %v %+v, want found and waiting", found, rec)
+	}
+}
