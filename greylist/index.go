@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"hash/maphash"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // index is the SQLite store's copy in memory of every triplet and client,
@@ -37,28 +39,49 @@ const indexShards = 64
 
 type indexShard struct {
 	sync.RWMutex
-	m map[uint64]memRecord
+	t table
 }
 
-// memRecord is a Record in 28 bytes: unix milliseconds and a count.
+// memRecord is a Record in 24 bytes. The first-seen time keeps its
+// milliseconds (delays are measured from it); the last-seen and passed
+// times are kept to the second (they count in hours and days).
 type memRecord struct {
-	first, last, passed int64
-	attempts            int32
+	first        int64  // unix milliseconds
+	last, passed uint32 // unix seconds; passed is 0 until the triplet passed
+	attempts     int32
 }
 
 func toMem(r Record) memRecord {
-	return memRecord{first: ms(r.FirstSeen), last: ms(r.LastSeen), passed: ms(r.PassedAt), attempts: int32(r.Attempts)}
+	return memRecord{first: ms(r.FirstSeen), last: seconds(r.LastSeen), passed: seconds(r.PassedAt), attempts: int32(r.Attempts)}
+}
+
+// fromDB builds a memRecord from the database's milliseconds.
+func fromDB(first, last, passed int64, attempts int32) memRecord {
+	return toMem(Record{FirstSeen: fromMS(first), LastSeen: fromMS(last), PassedAt: fromMS(passed), Attempts: int(attempts)})
 }
 
 func (m memRecord) record() Record {
-	return Record{FirstSeen: fromMS(m.first), LastSeen: fromMS(m.last), PassedAt: fromMS(m.passed), Attempts: int(m.attempts)}
+	r := Record{FirstSeen: fromMS(m.first), Attempts: int(m.attempts)}
+	if m.last != 0 {
+		r.LastSeen = time.Unix(int64(m.last), 0)
+	}
+	if m.passed != 0 {
+		r.PassedAt = time.Unix(int64(m.passed), 0)
+	}
+	return r
+}
+
+// seconds is t in unix seconds, rounded up so that a time never reads as
+// earlier than it was; 0 stays the zero time.
+func seconds(t time.Time) uint32 {
+	if t.IsZero() {
+		return 0
+	}
+	return uint32((t.UnixMilli() + 999) / 1000)
 }
 
 func newIndex() *index {
 	ix := &index{seed: maphash.MakeSeed(), tombstones: map[uint64]struct{}{}, clientTomb: map[string]struct{}{}}
-	for i := range ix.shards {
-		ix.shards[i].m = make(map[uint64]memRecord)
-	}
 	ix.clients.m = make(map[string]ClientRecord)
 	return ix
 }
@@ -81,7 +104,7 @@ func (ix *index) shard(h uint64) *indexShard { return &ix.shards[h%indexShards] 
 func (ix *index) triplet(h uint64) (rec memRecord, found, sure bool) {
 	sh := ix.shard(h)
 	sh.RLock()
-	rec, found = sh.m[h]
+	rec, found = sh.t.get(h)
 	sh.RUnlock()
 	return rec, found, found || ix.ready.Load()
 }
@@ -135,9 +158,9 @@ func (ix *index) apply(changes []change) {
 		sh := ix.shard(c.h)
 		sh.Lock()
 		if c.deleted {
-			delete(sh.m, c.h)
+			sh.t.del(c.h)
 		} else {
-			sh.m[c.h] = c.rec
+			sh.t.put(c.h, c.rec, false)
 		}
 		sh.Unlock()
 	}
@@ -146,25 +169,37 @@ func (ix *index) apply(changes []change) {
 // fill reads every triplet and client from db, keeping what was written
 // or deleted since the store opened, then marks the index complete.
 func (ix *index) fill(ctx context.Context, db *sql.DB) error {
+	// Tables sized once for what is there grow no further until mail
+	// brings more.
+	var count int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM triplets`).Scan(&count); err != nil {
+		return err
+	}
+	for i := range ix.shards {
+		sh := &ix.shards[i]
+		sh.Lock()
+		sh.t.resize(count/indexShards + count/(8*indexShards) + 8)
+		sh.Unlock()
+	}
 	rows, err := db.QueryContext(ctx, `SELECT client, sender, recipient, first_seen, last_seen, passed_at, attempts FROM triplets`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	var k Key
-	var r memRecord
+	var first, last, passed int64
+	var attempts int32
 	for rows.Next() {
-		if err := rows.Scan(&k.Client, &k.Sender, &k.Recipient, &r.first, &r.last, &r.passed, &r.attempts); err != nil {
+		if err := rows.Scan(&k.Client, &k.Sender, &k.Recipient, &first, &last, &passed, &attempts); err != nil {
 			return err
 		}
+		r := fromDB(first, last, passed, attempts)
 		h := ix.hash(k)
 		ix.fillMu.Lock()
 		if _, gone := ix.tombstones[h]; !gone {
 			sh := ix.shard(h)
 			sh.Lock()
-			if _, ok := sh.m[h]; !ok {
-				sh.m[h] = r
-			}
+			sh.t.put(h, r, true)
 			sh.Unlock()
 		}
 		ix.fillMu.Unlock()
@@ -201,5 +236,11 @@ func (ix *index) fill(ctx context.Context, db *sql.DB) error {
 	ix.ready.Store(true)
 	ix.tombstones, ix.clientTomb = nil, nil
 	ix.fillMu.Unlock()
+	// The fill read every row through fresh strings: give that memory
+	// back now rather than carry it as heap headroom.
+	debug.FreeOSMemory()
 	return nil
 }
+
+// Ready tells whether the in-memory index is complete (for tests and benchmarks).
+func (s *SQLite) Ready() bool { return s.ix.ready.Load() }

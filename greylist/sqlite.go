@@ -527,16 +527,16 @@ func (s *SQLite) Touch(key Key, now time.Time) {
 func (s *SQLite) touchOp(t touchOp) *op {
 	return &op{run: func(tx *sql.Tx) error {
 		now := ms(t.now)
-		var m memRecord
-		err := tx.Stmt(s.touchTriplet).QueryRow(now, t.key.Client, t.key.Sender, t.key.Recipient).Scan(&m.first, &m.last, &m.passed, &m.attempts)
+		var first, last, passed int64
+		var attempts int32
+		err := tx.Stmt(s.touchTriplet).QueryRow(now, t.key.Client, t.key.Sender, t.key.Recipient).Scan(&first, &last, &passed, &attempts)
 		switch {
 		case err == nil:
-			s.stage(change{h: s.ix.hash(t.key), rec: m})
+			s.stage(change{h: s.ix.hash(t.key), rec: fromDB(first, last, passed, attempts)})
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("greylist: touch triplet: %w", err)
 		}
 		var c ClientRecord
-		var last int64
 		err = tx.Stmt(s.touchClient).QueryRow(now, t.key.Client).Scan(&c.Passes, &last)
 		switch {
 		case err == nil:

@@ -366,7 +366,7 @@ func TestIndexAgreesWithDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, found, _ := s.ix.triplet(s.ix.hash(k))
-			if found != wantFound || found && got.record() != want {
+			if found != wantFound || found && got != toMem(want) {
 				t.Fatalf("%s: triplet %d: index %v %+v, database %v %+v", when, i, found, got.record(), wantFound, want)
 			}
 			if wantFound != (i%10 == 0) {
