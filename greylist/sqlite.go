@@ -88,7 +88,7 @@ type SQLite struct {
 	clientOverlay map[string]ClientRecord
 
 	selTriplet, upTriplet, selClient, upClient, touchTriplet, touchClient *sql.Stmt
-	readTriplet, readClient                                    *sql.Stmt
+	readTriplet, readClient                                               *sql.Stmt
 }
 
 type op struct {
