@@ -40,7 +40,7 @@ func TestFirstSettlingStepWins(t *testing.T) {
 			ran = append(ran, name)
 			d.Headers = append(d.Headers, Header{"X-Seen", name})
 			if settle {
-				return deferStep(nil, d)
+				return deferStep(context.Background(), d)
 			}
 			return false, nil
 		}}
