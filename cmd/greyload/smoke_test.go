@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,11 +19,10 @@ func TestMain(m *testing.M) { harness.Main(m) }
 func TestSmokeGreymilter(t *testing.T) {
 	for _, proto := range []string{"milter", "policy"} {
 		t.Run(proto, func(t *testing.T) {
-			policy := fmt.Sprintf("inet:127.0.0.1:%d", harness.FreePort(t))
-			g := harness.Greymilter(t, "--delay", "1s", "--auto-whitelist-clients", "0", "--policy-socket", policy)
+			g := harness.Greymilter(t, "--delay", "1s", "--auto-whitelist-clients", "0", "--policy-socket", "inet:127.0.0.1:0")
 			target := g.Socket
 			if proto == "policy" {
-				target = policy
+				target = "inet:" + g.PolicyAddr()
 			}
 			addr, err := sockaddr.Parse(target)
 			if err != nil {

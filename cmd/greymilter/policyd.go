@@ -51,6 +51,9 @@ func (f *policyFlags) build(ctx context.Context, a *app) error {
 	if err != nil {
 		return fmt.Errorf("--policy-socket: %w", err)
 	}
+	if addr.Network != "unix" {
+		addr.Address = ln.Addr().String() // the real port when asked for port 0
+	}
 	a.onClose(func() error { ln.Close(); return nil })
 	srv := policyd.New(policyd.Config{
 		// The engine is built after the modules have added their steps.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,9 +15,8 @@ import (
 // milter: the policy front end alone must greylist.
 func policySetup(t *testing.T, args ...string) (*harness.GreymilterProcess, *harness.PostfixInstance) {
 	t.Helper()
-	policy := "inet:" + net.JoinHostPort("127.0.0.1", strconv.Itoa(harness.FreePort(t)))
-	gm := harness.Greymilter(t, append([]string{"--policy-socket", policy}, args...)...)
-	pf := harness.Postfix(t, harness.PostfixOptions{PolicyService: policy})
+	gm := harness.Greymilter(t, append([]string{"--policy-socket", "inet:127.0.0.1:0"}, args...)...)
+	pf := harness.Postfix(t, harness.PostfixOptions{PolicyService: "inet:" + gm.PolicyAddr()})
 	return gm, pf
 }
 

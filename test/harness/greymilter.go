@@ -92,11 +92,13 @@ type GreymilterProcess struct {
 	LogFile string   // stdout and stderr of every run, appended
 	Args    []string // every argument greymilter is started with
 
-	t    testing.TB
-	bin  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-	err  error         // cmd's exit status, once done is closed
+	t   testing.TB
+	bin string
+	cmd *exec.Cmd
+	// discover: the milter listens on port 0; start learns the port.
+	discover bool
+	done     chan struct{} // closed when cmd has exited
+	err      error         // cmd's exit status, once done is closed
 }
 
 // Greymilter starts the real greymilter binary listening on a free loopback
@@ -123,8 +125,11 @@ func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
 	}
 	socket, ok := flagValue(args, "-s", "--socket")
 	if !ok {
-		socket = "inet:" + net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+		// Port 0: greymilter binds a port nobody holds and logs which; a
+		// port chosen here could be taken by another test before it binds.
+		socket = "inet:127.0.0.1:0"
 		args = append([]string{"-s", socket}, args...)
+		g.discover = true
 	}
 	var err error
 	if g.Network, g.Addr, err = parseSocket(socket); err != nil {
@@ -201,6 +206,10 @@ func deadDNS(t testing.TB) string {
 
 func (g *GreymilterProcess) start() {
 	g.t.Helper()
+	var logStart int64 // where this start's lines begin in the log file
+	if fi, err := os.Stat(g.LogFile); err == nil {
+		logStart = fi.Size()
+	}
 	logf, err := os.OpenFile(g.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		g.t.Fatalf("harness: greymilter log: %v", err)
@@ -221,6 +230,30 @@ func (g *GreymilterProcess) start() {
 	}(g.cmd, g.done)
 
 	deadline := time.Now().Add(20 * time.Second)
+	// Wait for this start's "listening" line: it comes once every socket
+	// is bound, so a port someone else holds is not mistaken for ours.
+	for {
+		select {
+		case <-g.done:
+			g.t.Fatalf("harness: greymilter %s exited at start: %v\n%s", strings.Join(g.Args, " "), g.err, g.Log())
+		default:
+		}
+		if addr, ok := listeningOn(g.logSince(logStart)); ok {
+			if g.discover {
+				g.Addr, g.Socket, g.discover = addr, "inet:"+addr, false
+				for i, a := range g.Args {
+					if a == "inet:127.0.0.1:0" {
+						g.Args[i] = g.Socket // a restart binds the same port
+					}
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("harness: greymilter did not say it listens after 20s\n%s", g.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for {
 		select {
 		case <-g.done:
@@ -237,6 +270,51 @@ func (g *GreymilterProcess) start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// logSince returns the log from byte offset on ("" while there is none).
+func (g *GreymilterProcess) logSince(offset int64) string {
+	b, err := os.ReadFile(g.LogFile)
+	if err != nil || int64(len(b)) < offset {
+		return ""
+	}
+	return string(b[offset:])
+}
+
+// listeningOn finds greymilter's "listening" line for its milter and
+// returns the TCP address in it (empty for a unix socket).
+func listeningOn(log string) (addr string, ok bool) {
+	return serviceAddr(log, "milter")
+}
+
+// serviceAddr finds the "listening" line of a greymilter service (milter,
+// policy) and returns its TCP address (empty for a unix socket).
+func serviceAddr(log, service string) (addr string, ok bool) {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "msg=listening") {
+			continue
+		}
+		if _, rest, found := strings.Cut(line, `service="`+service+` inet:`); found {
+			addr, _, _ = strings.Cut(rest, `"`)
+			return addr, true
+		}
+		if strings.Contains(line, `service="`+service+` `) {
+			return "", true
+		}
+	}
+	return "", false
+}
+
+// PolicyAddr returns the address greymilter's policy server listens on, as
+// its log says: start it with --policy-socket inet:127.0.0.1:0 to have a
+// port nobody else can take first.
+func (g *GreymilterProcess) PolicyAddr() string {
+	g.t.Helper()
+	addr, ok := serviceAddr(g.Log(), "policy")
+	if !ok || addr == "" {
+		g.t.Fatalf("harness: greymilter logs no policy server on TCP\n%s", g.Log())
+	}
+	return addr
 }
 
 func (g *GreymilterProcess) running() bool {
