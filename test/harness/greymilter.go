@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/greymilter/greymilter/internal/sockaddr"
 )
 
 var build struct {
@@ -131,9 +133,14 @@ func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
 		args = append([]string{"-s", socket}, args...)
 		g.discover = true
 	}
-	var err error
-	if g.Network, g.Addr, err = parseSocket(socket); err != nil {
+	a, err := sockaddr.Parse(socket)
+	if err != nil {
 		t.Fatalf("harness: greymilter: %v", err)
+	}
+	// net.Dial wants "tcp" for both families.
+	g.Network, g.Addr = "tcp", a.Address
+	if a.Network == "unix" {
+		g.Network = "unix"
 	}
 	g.Socket = "inet:" + g.Addr
 	if g.Network == "unix" {
@@ -170,26 +177,6 @@ func flagValue(args []string, names ...string) (value string, ok bool) {
 		}
 	}
 	return value, ok
-}
-
-// parseSocket turns a milter socket spec into a network and address for
-// net.Dial: inet:HOST:PORT, inet6:[ADDR]:PORT, unix:PATH, and libmilter's
-// inet:PORT@HOST, inet6:PORT@ADDR and local:PATH.
-func parseSocket(spec string) (network, addr string, err error) {
-	kind, rest, _ := strings.Cut(spec, ":")
-	switch kind {
-	case "unix", "local":
-		return "unix", rest, nil
-	case "inet", "inet6":
-		if port, host, ok := strings.Cut(rest, "@"); ok {
-			return "tcp", net.JoinHostPort(strings.Trim(host, "[]"), port), nil
-		}
-		if _, _, err := net.SplitHostPort(rest); err != nil {
-			return "", "", fmt.Errorf("socket %q: %w", spec, err)
-		}
-		return "tcp", rest, nil
-	}
-	return "", "", fmt.Errorf("socket %q: unknown kind %q", spec, kind)
 }
 
 // deadDNS returns a loopback UDP address where nothing listens: a query

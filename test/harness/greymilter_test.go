@@ -4,28 +4,6 @@ import (
 	"testing"
 )
 
-func TestParseSocket(t *testing.T) {
-	tests := []struct {
-		spec, network, addr string
-	}{
-		{"inet:127.0.0.1:10029", "tcp", "127.0.0.1:10029"},
-		{"inet:10029@127.0.0.1", "tcp", "127.0.0.1:10029"},
-		{"inet6:[::1]:10029", "tcp", "[::1]:10029"},
-		{"inet6:10029@[::1]", "tcp", "[::1]:10029"},
-		{"inet6:10029@::1", "tcp", "[::1]:10029"},
-		{"unix:/run/greymilter.sock", "unix", "/run/greymilter.sock"},
-		{"local:/run/greymilter.sock", "unix", "/run/greymilter.sock"},
-		{"inet:127.0.0.1", "", ""},
-		{"tcp:127.0.0.1:25", "", ""},
-	}
-	for _, tt := range tests {
-		network, addr, err := parseSocket(tt.spec)
-		if network != tt.network || addr != tt.addr || (err != nil) != (tt.network == "") {
-			t.Errorf("parseSocket(%q) = %q, %q, %v; want %q, %q", tt.spec, network, addr, err, tt.network, tt.addr)
-		}
-	}
-}
-
 func TestFlagValue(t *testing.T) {
 	tests := []struct {
 		args  []string
