@@ -93,22 +93,11 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 	if n == 0 {
 		return res
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	rev := Reverse(addr)
-	ch := make(chan zoneOutcome, n) // buffered: cancelled lookups never block
-	for i := range l.zones {
-		go func() {
-			answers, err := l.query(ctx, &l.zones[i], rev)
-			ch <- zoneOutcome{i: i, answers: answers, err: err}
-		}()
-	}
 	outcomes := make([]*zoneOutcome, n)
 	hits, clean := 0, 0
-	for pending := n; pending > 0; {
-		o := <-ch
-		pending--
-		outcomes[o.i] = &o
+	count := func(o *zoneOutcome) {
+		outcomes[o.i] = o
 		switch {
 		case o.err != nil:
 		case o.answers != nil:
@@ -116,8 +105,36 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 		default:
 			clean++
 		}
-		if _, certain := l.policy.settled(hits, clean, pending); certain {
-			break
+	}
+	// Answers in the cache are read at once: a warm check starts no
+	// goroutine and waits for nothing.
+	var ask []int
+	for i := range l.zones {
+		z := &l.zones[i]
+		if a, ok := l.res.Cached(rev+"."+z.Name+".", dns.TypeA); ok {
+			answers, err := l.listing(z, a)
+			count(&zoneOutcome{i: i, answers: answers, err: err})
+			continue
+		}
+		ask = append(ask, i)
+	}
+	if _, certain := l.policy.settled(hits, clean, len(ask)); len(ask) > 0 && !certain {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ch := make(chan zoneOutcome, len(ask)) // buffered: cancelled lookups never block
+		for _, i := range ask {
+			go func() {
+				answers, err := l.query(ctx, &l.zones[i], rev)
+				ch <- zoneOutcome{i: i, answers: answers, err: err}
+			}()
+		}
+		for pending := len(ask); pending > 0; {
+			o := <-ch
+			pending--
+			count(&o)
+			if _, certain := l.policy.settled(hits, clean, pending); certain {
+				break
+			}
 		}
 	}
 	res.Listed = l.policy.listed(hits, clean)
@@ -144,6 +161,12 @@ func (l *List) query(ctx context.Context, z *Zone, rev string) ([]netip.Addr, er
 	if err != nil {
 		return nil, err
 	}
+	return l.listing(z, a)
+}
+
+// listing reads z's answer a: the addresses that count as a listing, nil
+// when z does not list the address, an error when z refused the query.
+func (l *List) listing(z *Zone, a *Answer) ([]netip.Addr, error) {
 	var listed []netip.Addr
 	for _, rr := range a.Records {
 		rec, ok := rr.(*dns.A)

@@ -263,3 +263,22 @@ func TestCheckNoZones(t *testing.T) {
 		t.Error("empty list lists")
 	}
 }
+
+// TestWarmCheckAnswersFromTheCache: a second check of the same address
+// gives the same result from the cache alone, refusals included.
+func TestWarmCheckAnswersFromTheCache(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{}, srv.Addr())
+	l := NewList(r, All, nil, mustZones(t, "a.bl.test", "b.bl.test", "c.bl.test")...)
+	for _, addr := range []string{"192.0.2.3", "192.0.2.2", "192.0.2.99"} {
+		cold := l.Check(context.Background(), netip.MustParseAddr(addr))
+		sent := srv.Total()
+		warm := l.Check(context.Background(), netip.MustParseAddr(addr))
+		if srv.Total() != sent {
+			t.Errorf("%s: the warm check sent %d queries", addr, srv.Total()-sent)
+		}
+		if fmt.Sprintf("%+v", cold) != fmt.Sprintf("%+v", warm) {
+			t.Errorf("%s: cold %+v, warm %+v", addr, cold, warm)
+		}
+	}
+}

@@ -178,13 +178,9 @@ type Answer struct {
 // which is given the resolver's timeout (or the first caller's deadline
 // when that is sooner), and is abandoned when every caller gave up.
 func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) (*Answer, error) {
-	r.stats.lookups.Add(1)
 	k := cacheKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype}
-	if r.cache != nil {
-		if a, ok := r.cache.get(k, r.clock.Now()); ok {
-			r.stats.hits.Add(1)
-			return a, nil
-		}
+	if a, ok := r.cached(k); ok {
+		return a, nil
 	}
 	budget := r.timeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < budget {
@@ -203,6 +199,29 @@ func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) (*Answ
 		return nil, fmt.Errorf("dnsbl: lookup %s %s: %w", k.name, dns.TypeToString[qtype], err)
 	}
 	return a, nil
+}
+
+// Cached answers a lookup from the cache alone: ok is false when the
+// answer would have to be asked for.
+func (r *Resolver) Cached(name string, qtype uint16) (a *Answer, ok bool) {
+	a, ok = r.cached(cacheKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype})
+	if !ok {
+		r.stats.lookups.Add(-1) // Lookup counts it when it asks
+	}
+	return a, ok
+}
+
+// cached counts a lookup and answers it from the cache if it can.
+func (r *Resolver) cached(k cacheKey) (*Answer, bool) {
+	r.stats.lookups.Add(1)
+	if r.cache == nil {
+		return nil, false
+	}
+	a, ok := r.cache.get(k, r.clock.Now())
+	if ok {
+		r.stats.hits.Add(1)
+	}
+	return a, ok
 }
 
 // store caches a for its TTL: the smallest TTL of the answer records, or

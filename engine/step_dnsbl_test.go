@@ -3,6 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/greylist"
 )
 
 // dnsLists serves testdata/dnsbl.zone and returns a function making lists
@@ -206,6 +210,43 @@ func BenchmarkDNSBLDecision(b *testing.B) {
 			for b.Loop() {
 				buf.Reset()
 				if v := e.Decide(ctx, &r); v.Action != Reject {
+					b.Fatalf("verdict %+v", v)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecisionWithDNSBLs is a whole decision for a first-time triplet
+// (known, DNS lists, greylist on an in-memory store) with three DNSBLs
+// whose answers are cached, against the same pipeline without them: what
+// the lists cost once the resolver's cache is warm.
+func BenchmarkDecisionWithDNSBLs(b *testing.B) {
+	for _, withLists := range []bool{false, true} {
+		name := "none"
+		if withLists {
+			name = "three-warm"
+		}
+		b.Run(name, func(b *testing.B) {
+			store, err := greylist.OpenSQLite(":memory:")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { store.Close() })
+			g := &Greylisting{Greylist: &greylist.Greylist{Store: store, Rules: greylist.DefaultRules}, Keyer: greylist.DefaultKeyer}
+			steps := []Step{g.KnownStep()}
+			if withLists {
+				lists := dnsLists(b, 0)
+				steps = append(steps, &DNSBL{List: lists(dnsbl.Any, "bl1.test", "bl2.test", "bl3.test")})
+			}
+			steps = append(steps, g.GreylistStep())
+			e := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))}, steps...)
+			ctx := context.Background()
+			i := 0
+			for b.Loop() {
+				i++
+				r := &Request{ClientAddr: netip.MustParseAddr("192.0.2.200"), Sender: "a@example.org", Recipient: fmt.Sprintf("r%d@example.net", i)}
+				if v := e.Decide(ctx, r); v.Action != Defer {
 					b.Fatalf("verdict %+v", v)
 				}
 			}
