@@ -13,18 +13,10 @@ import (
 
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/internal/clocktest"
 )
 
-// benchClock is a clock the benchmark moves by hand.
-type benchClock struct{ ns atomic.Int64 }
-
-func (c *benchClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *benchClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
-func newBenchClock() *benchClock {
-	c := &benchClock{}
-	c.ns.Store(time.Unix(1.8e9, 0).UnixNano())
-	return c
-}
+func newBenchClock() *clocktest.Clock { return clocktest.New(time.Unix(1.8e9, 0)) }
 
 // benchEngine is greymilter's core pipeline (bypass, known, greylist) on a
 // real SQLite store: ":memory:" or a file.
@@ -108,7 +100,7 @@ func BenchmarkDecide(b *testing.B) {
 				e := benchEngine(b, db, clock, lg.logger)
 				req := request(1)
 				e.Decide(context.Background(), req)
-				clock.Add(greylist.DefaultRules.Delay + time.Second)
+				clock.Advance(greylist.DefaultRules.Delay + time.Second)
 				if v := e.Decide(context.Background(), req); v.Action != engine.Pass {
 					b.Fatalf("retry after the delay: %+v", v)
 				}
