@@ -21,10 +21,7 @@ func TestBadChecksFlagsExit2(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("# ok\ndynamic dsl\nsometimes dsl\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		args []string
-		want string
-	}{
+	tests := []flagCase{
 		{[]string{"--dynamic-patterns", bad}, bad + ":3: "}, // checked in mode always too
 		{[]string{"--mode", "suspicious", "--dynamic-patterns", bad}, bad + ":3: "},
 		{[]string{"--dynamic-patterns", bad + ".missing"}, "missing"},
@@ -32,16 +29,7 @@ func TestBadChecksFlagsExit2(t *testing.T) {
 		{[]string{"--spf-timeout", "0"}, "--spf-timeout"},
 		{[]string{"--suspicion-threshold", "two"}, "--suspicion-threshold"},
 	}
-	for _, tt := range tests {
-		var stderr bytes.Buffer
-		args := append([]string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0", "--dns", "127.0.0.1:53"}, tt.args...)
-		if code := run(args, &stderr); code != exitUsage {
-			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr.String())
-		}
-		if !strings.Contains(stderr.String(), tt.want) {
-			t.Errorf("%v: stderr %q, want it to name %q", tt.args, stderr.String(), tt.want)
-		}
-	}
+	wantUsageErrors(t, []string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0", "--dns", "127.0.0.1:53"}, tests)
 }
 
 // buildChecks parses args with the checks and DNS flags and builds the

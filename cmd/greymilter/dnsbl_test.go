@@ -15,10 +15,7 @@ import (
 )
 
 func TestDNSFlagErrorsExit2(t *testing.T) {
-	tests := []struct {
-		args []string
-		want string
-	}{
+	tests := []flagCase{
 		{[]string{"--addbl", "bad zone"}, "--addbl"},
 		{[]string{"--addwl", "wl.test=127.0.0.300"}, "--addwl"},
 		{[]string{"--policy", "most"}, "--policy"},
@@ -32,16 +29,7 @@ func TestDNSFlagErrorsExit2(t *testing.T) {
 		{[]string{"--addbl", "bl.test", "--dnsbl-reply", "other.test=550 5.7.1 no"}, "--dnsbl-reply"},
 		{[]string{"--addbl", "bl.test", "--dns", "not a server"}, "--dns"},
 	}
-	for _, tt := range tests {
-		var stderr bytes.Buffer
-		args := append([]string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0"}, tt.args...)
-		if code := run(args, &stderr); code != exitUsage {
-			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr.String())
-		}
-		if !strings.Contains(stderr.String(), tt.want) {
-			t.Errorf("%v: message %q does not name %s", tt.args, stderr.String(), tt.want)
-		}
-	}
+	wantUsageErrors(t, []string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0"}, tests)
 }
 
 // buildDNS parses args into the DNS flags and builds the DNS module.

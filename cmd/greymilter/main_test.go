@@ -14,11 +14,31 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// flagCase is a command line that must be refused, and what the message
+// must name.
+type flagCase struct {
+	args []string
+	want string
+}
+
+// wantUsageErrors runs each case (after base) and wants exit status 2 and
+// a message naming what is wrong.
+func wantUsageErrors(t *testing.T, base []string, cases []flagCase) {
+	t.Helper()
+	for _, tt := range cases {
+		var stderr bytes.Buffer
+		args := append(append([]string{}, base...), tt.args...)
+		if code := run(args, &stderr); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%v: message %q does not name %s", tt.args, stderr.String(), tt.want)
+		}
+	}
+}
+
 func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
-	tests := []struct {
-		args []string
-		want string
-	}{
+	tests := []flagCase{
 		{[]string{"--delay", "soon"}, "--delay"},
 		{[]string{"--max-age", "35"}, "--max-age"}, // postgrey meant days
 		{[]string{"--retry-window", "2"}, "--retry-window"},
@@ -31,16 +51,7 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"--socket", "none"}, "--policy-socket"},
 		{[]string{"stray-argument"}, "stray-argument"},
 	}
-	for _, tt := range tests {
-		var stderr bytes.Buffer
-		args := append([]string{"--db", ":memory:"}, tt.args...)
-		if code := run(args, &stderr); code != exitUsage {
-			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr.String())
-		}
-		if !strings.Contains(stderr.String(), tt.want) {
-			t.Errorf("%v: message %q does not name %s", tt.args, stderr.String(), tt.want)
-		}
-	}
+	wantUsageErrors(t, []string{"--db", ":memory:"}, tests)
 }
 
 func TestHelpListsEveryFlagWithDefaults(t *testing.T) {

@@ -7,26 +7,14 @@ import (
 )
 
 func TestPolicyFlagErrorsExit2(t *testing.T) {
-	tests := []struct {
-		args []string
-		want string
-	}{
+	tests := []flagCase{
 		{[]string{"--policy-socket", "carrier-pigeon:127.0.0.1:1"}, "--policy-socket"},
 		{[]string{"--policy-socket", "inet:127.0.0.1:notaport"}, "--policy-socket"},
 		{[]string{"--policy-socket-mode", "999"}, "--policy-socket-mode"},
 		{[]string{"--policy-idle-timeout", "soon"}, "--policy-idle-timeout"},
 		{[]string{"--policy-socket", "inet:127.0.0.1:0", "--policy-idle-timeout", "0"}, "--policy-idle-timeout"},
 	}
-	for _, tt := range tests {
-		var stderr bytes.Buffer
-		args := append([]string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0"}, tt.args...)
-		if code := run(args, &stderr); code != exitUsage {
-			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr.String())
-		}
-		if !strings.Contains(stderr.String(), tt.want) {
-			t.Errorf("%v: message %q does not name %s", tt.args, stderr.String(), tt.want)
-		}
-	}
+	wantUsageErrors(t, []string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0"}, tests)
 }
 
 func TestHelpListsPolicyFlags(t *testing.T) {
