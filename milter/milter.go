@@ -127,9 +127,29 @@ func (s *session) Connect(host string, family string, port uint16, addr net.IP, 
 	s.addr = netip.Addr{}
 	if a, ok := netip.AddrFromSlice(addr); ok {
 		s.addr = a.Unmap()
+	} else if family == "tcp4" || family == "tcp6" {
+		// A network client whose address did not parse (Sendmail writes
+		// "IPv6:2001:db8::1") must not pass for a local submission.
+		s.addr = macroAddr(m.Macros["{client_addr}"])
+		if !s.addr.IsValid() {
+			// Still nothing: greylist it as "::" rather than wave it
+			// through.
+			s.srv.log.Warn("milter: network client without a usable address; judged as ::", "address", addr.String(), "name", host)
+			s.addr = netip.IPv6Unspecified()
+		}
 	}
 	s.name = clientName(host)
 	return replyContinue, nil
+}
+
+// macroAddr reads a client address as MTAs write it in {client_addr}.
+func macroAddr(v string) netip.Addr {
+	v = strings.TrimPrefix(strings.TrimSuffix(strings.TrimPrefix(v, "["), "]"), "IPv6:")
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
 }
 
 // clientName keeps a verified client name. Postfix says "unknown" and

@@ -252,3 +252,34 @@ func TestShutdownAnswersDecisionsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A network client whose address the library could not parse is judged by
+// the {client_addr} macro, or as "::": never passed as a local submission.
+func TestUnparsedClientAddressIsNotLocal(t *testing.T) {
+	addr, _ := startServer(t)
+	for _, tt := range []struct{ macro, connAddr string }{
+		{"IPv6:2001:db8::5", "IPv6:2001:db8::5"},
+		{"", "garbage"},
+	} {
+		c := gomilter.NewClientWithOptions("tcp", addr, gomilter.ClientOptions{
+			ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+			ActionMask: gomilter.OptAddHeader, ProtocolMask: gomilter.OptNoBody | gomilter.OptNoHeaders | gomilter.OptNoEOH,
+		})
+		s, err := c.Session()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.macro != "" {
+			if err := s.Macros(gomilter.CodeConn, "{client_addr}", tt.macro); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustContinue(t, "connect", must(s.Conn("mail.example.org", gomilter.FamilyInet6, 25, tt.connAddr)))
+		mustContinue(t, "helo", must(s.Helo("mail.example.org")))
+		mustContinue(t, "mail", must(s.Mail("<alice@example.org>", nil)))
+		if a := must(s.Rcpt("<bob@example.net>", nil)); a.SMTPCode != 451 {
+			t.Errorf("address %q (macro %q): got %c %d, want 451", tt.connAddr, tt.macro, a.Code, a.SMTPCode)
+		}
+		s.Close()
+	}
+}
