@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
+
+	"github.com/greymilter/greymilter/internal/lazyctx"
 )
 
 // Resolver is the DNS interface of the checks. It is the shape of
@@ -83,7 +85,7 @@ func (s *SPF) Check(ctx context.Context, addr netip.Addr, helo, sender string) S
 	if timeout <= 0 {
 		timeout = DefaultSPFTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := lazyctx.WithTimeout(ctx, timeout)
 	defer cancel()
 	opts := []spf.Option{spf.WithContext(ctx), spf.WithResolver(s.Resolver)}
 	ip := addr.Unmap()

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/greymilter/greymilter/internal/lazyctx"
 )
 
 // Request is what the MTA tells us about one recipient of one transaction.
@@ -205,7 +207,7 @@ func (e *Engine) decide(ctx context.Context, d *Decision) (v Verdict) {
 	}()
 	if e.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.timeout)
+		ctx, cancel = lazyctx.WithTimeout(ctx, e.timeout)
 		defer cancel()
 	}
 	v, err := e.run(ctx, d)

@@ -68,7 +68,9 @@ func (g *Greylist) touch(key Key, seen, now time.Time) {
 
 // Attempt records an attempt of key at now and says what it comes to.
 func (g *Greylist) Attempt(ctx context.Context, key Key, now time.Time) (Result, error) {
-	res, err := g.Store.Attempt(ctx, key, g.Rules, now)
+	rules := g.Rules
+	rules.NoClientPasses = g.AutoWhitelist <= 0
+	res, err := g.Store.Attempt(ctx, key, rules, now)
 	if err != nil {
 		return res, err
 	}

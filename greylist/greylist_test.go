@@ -62,3 +62,25 @@ func waitIdle(t *testing.T, s *SQLite) {
 		t.Fatal(err)
 	}
 }
+
+// TestPassesCountedOnlyForAutoWhitelisting: with auto-whitelisting off a
+// pass writes the triplet alone; with it on the client's passes grow.
+func TestPassesCountedOnlyForAutoWhitelisting(t *testing.T) {
+	for _, awl := range []int{0, 5} {
+		store := mustOpen(t, ":memory:")
+		g := &Greylist{Store: store, Rules: testRules, AutoWhitelist: awl}
+		ctx := context.Background()
+		k := key(1)
+		g.Attempt(ctx, k, t0)
+		if res, err := g.Attempt(ctx, k, t0.Add(6*time.Minute)); res.Outcome != Passed || err != nil {
+			t.Fatalf("awl %d: retry: %v %v", awl, res.Outcome, err)
+		}
+		c, found, err := store.Client(ctx, k.Client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counted := found && c.Passes == 1; counted != (awl > 0) {
+			t.Errorf("auto-whitelist %d: client record %+v (found %v)", awl, c, found)
+		}
+	}
+}

@@ -18,6 +18,10 @@ type Rules struct {
 	MaxAge time.Duration
 	// PurgeUnverified is how long a triplet that never passed is kept.
 	PurgeUnverified time.Duration
+	// NoClientPasses leaves the passes of clients uncounted, when
+	// auto-whitelisting, their only reader, is off: a pass then writes one
+	// row, not two.
+	NoClientPasses bool
 }
 
 // DefaultRules are postgrey's and bley's customary values.

@@ -436,12 +436,19 @@ func (s *SQLite) do(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		s.mu.RUnlock()
 		return ErrClosed
 	}
+	// The queue has room nearly always: only a full one waits on ctx,
+	// whose Done may cost a timer.
 	select {
 	case s.ops <- o:
 		s.mu.RUnlock()
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return ctx.Err()
+	default:
+		select {
+		case s.ops <- o:
+			s.mu.RUnlock()
+		case <-ctx.Done():
+			s.mu.RUnlock()
+			return ctx.Err()
+		}
 	}
 	// Once queued the operation is waited for even past the context's
 	// end: its result must not be lost half-way, and the batch is quick.
@@ -464,7 +471,7 @@ func (s *SQLite) Attempt(ctx context.Context, key Key, rules Rules, now time.Tim
 			return fmt.Errorf("greylist: write triplet: %w", err)
 		}
 		s.stage(change{h: h, rec: toMem(r)})
-		if res.Outcome == Passed {
+		if res.Outcome == Passed && !rules.NoClientPasses {
 			c, err := s.currentClient(tx, key.Client)
 			if err != nil {
 				return fmt.Errorf("greylist: read client: %w", err)

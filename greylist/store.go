@@ -10,7 +10,8 @@ import (
 type Store interface {
 	// Attempt applies rules to an attempt of key at now and returns the
 	// result once it is committed. A triplet's first pass also counts
-	// towards its client's auto-whitelist, in the same transaction.
+	// towards its client's auto-whitelist, in the same transaction,
+	// unless rules.NoClientPasses.
 	Attempt(ctx context.Context, key Key, rules Rules, now time.Time) (Result, error)
 	// Lookup returns the stored record of a triplet.
 	Lookup(ctx context.Context, key Key) (Record, bool, error)

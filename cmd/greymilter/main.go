@@ -140,7 +140,7 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&c.ipv6Prefix, "ipv6-prefix", greylist.DefaultKeyer.IPv6Prefix, "IPv6 clients are grouped by this prefix length")
 	fs.BoolVar(&c.byHost, "lookup-by-host", false, "key triplets by the exact client address, not its subnet")
 	fs.StringSliceVar(&c.trusted, "trusted-networks", []string{"127.0.0.0/8", "::1/128"}, "clients in these networks (CIDR, comma separated or repeated) are never greylisted")
-	fs.IntVar(&c.autoWhitelist, "auto-whitelist-clients", 5, "a client that passed greylisting for this many triplets is no longer greylisted (0: off)")
+	fs.IntVar(&c.autoWhitelist, "auto-whitelist-clients", 5, "a client that passed greylisting for this many triplets is no longer greylisted (0: off, and passes are not counted)")
 	fs.StringVar(&c.greylistText, "greylist-text", engine.DefaultGreylistText, "deferral text; {SECONDS} {CLIENT} {SENDER} {RECIPIENT} are replaced")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.hostname, "hostname", host, "host name given in the X-Greylist header")
