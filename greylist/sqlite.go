@@ -125,6 +125,12 @@ func OpenSQLite(path string) (*SQLite, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
+	if !memory {
+		if err := setPageSize(w, pageSize); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("greylist: %s: %w", path, err)
+		}
+	}
 	if err := migrate(w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("greylist: %s: %w", path, err)
@@ -186,6 +192,32 @@ func OpenSQLite(path string) (*SQLite, error) {
 
 func escapePath(p string) string {
 	return strings.NewReplacer("?", "%3f", "#", "%23").Replace(p)
+}
+
+// pageSize is the page size of a new database file. Every commit writes
+// each page it changed to the WAL, and a decision changes about two pages
+// of B-trees keyed at random: 2 KiB pages halve what that costs against
+// SQLite's 4 KiB (policy decisions/s +12% in make bench), and smaller
+// ones gain nothing more.
+const pageSize = 2048
+
+// setPageSize gives a database that has no table yet the page size n. A
+// file already in WAL mode keeps its page size, so it leaves WAL mode for
+// the change and goes back; an existing database is left as it is.
+func setPageSize(db *sql.DB, n int) error {
+	var tables int
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&tables); err != nil {
+		return fmt.Errorf("reading schema: %w", err)
+	}
+	if tables > 0 {
+		return nil
+	}
+	for _, q := range []string{"PRAGMA journal_mode = DELETE", fmt.Sprintf("PRAGMA page_size = %d", n), "VACUUM", "PRAGMA journal_mode = WAL"} {
+		if _, err := db.Exec(q); err != nil {
+			return fmt.Errorf("setting page size %d: %s: %w", n, q, err)
+		}
+	}
+	return nil
 }
 
 func migrate(db *sql.DB) error {

@@ -425,3 +425,32 @@ func TestIndexFillKeepsNewerWrites(t *testing.T) {
 		t.Fatalf("triplet 1: %v %+v, want found and waiting", found, rec)
 	}
 }
+
+// TestNewFileDatabasePageSize: a new database file gets greymilter's page
+// size and stays in WAL mode; an existing one keeps the size it has.
+func TestNewFileDatabasePageSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "new.db")
+	s := mustOpen(t, path)
+	var size int
+	var mode string
+	if err := s.w.QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != pageSize {
+		t.Errorf("page size %d (%v), want %d", size, err, pageSize)
+	}
+	if err := s.w.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal mode %q (%v), want wal", mode, err)
+	}
+
+	old := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite3", "file:"+old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA page_size = 8192; VACUUM; CREATE TABLE keep (x)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s = mustOpen(t, old)
+	if err := s.w.QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != 8192 {
+		t.Errorf("existing database: page size %d (%v), want its own 8192", size, err)
+	}
+}
