@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -147,7 +148,24 @@ func Postfix(t testing.TB, opts PostfixOptions) *PostfixInstance {
 	if err := waitListening(p.Addr, 10*time.Second); err != nil {
 		t.Fatalf("harness: postfix smtpd: %v\nmail log:\n%s", err, p.Log())
 	}
+	// Whatever answers must be this instance's smtpd, not a process that
+	// took the port first.
+	if banner, err := greeting(p.Addr, 10*time.Second); err != nil || !strings.HasPrefix(banner, "220 mx."+Domain+" ") {
+		t.Fatalf("harness: %s answers %q (%v), not the test instance's smtpd\nmail log:\n%s", p.Addr, banner, err, p.Log())
+	}
 	return p
+}
+
+// greeting reads the first line a server at addr sends.
+func greeting(addr string, timeout time.Duration) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err
 }
 
 func (p *PostfixInstance) mainCF(dataDir string, mailbox *user.User, opts PostfixOptions) string {

@@ -1,12 +1,15 @@
 package harness
 
 import (
+	"errors"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -55,16 +58,52 @@ func lookPath(name string) (string, error) {
 	return "", err
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: it
-// listens on port 0 and closes the listener. Another process may take the
-// port before the caller binds it; the kernel hands out ports in a way that
-// makes this unlikely enough for tests.
+// FreePort returns a TCP port that was free on 127.0.0.1 and ::1 a moment
+// ago. It is drawn at random from below the kernel's ephemeral range, so
+// that neither a server binding port 0 (as the harness's greymilter does)
+// nor an outgoing connection can be handed it before the caller binds it:
+// only another FreePort could, by chance.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	const floor = 10000
+	top := ephemeralLow()
+	for range 1000 {
+		p := floor + rand.IntN(top-floor)
+		if portFree(p) {
+			return p
+		}
+	}
+	t.Fatalf("harness: no free port in %d-%d", floor, top-1)
+	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// where it cannot be read, Linux's default).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if low, err := strconv.Atoi(f[0]); err == nil && low > 11000 {
+				return low
+			}
+		}
+	}
+	return 32768
+}
+
+// portFree tells whether port can be bound on 127.0.0.1, and on ::1 where
+// the machine has IPv6.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		t.Fatalf("harness: free port: %v", err)
+		return false
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	l6, err := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(port)))
+	if err != nil {
+		// Without IPv6 there is nothing to hold; with it, the port is taken.
+		return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)
+	}
+	l6.Close()
+	return true
 }
