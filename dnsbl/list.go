@@ -82,6 +82,7 @@ type zoneOutcome struct {
 	i       int
 	answers []netip.Addr // nil: not listed
 	err     error
+	done    bool // false: the lookup was cut short
 }
 
 // Check looks addr up in every zone at once and applies the policy,
@@ -94,9 +95,18 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 		return res
 	}
 	rev := Reverse(addr)
-	outcomes := make([]*zoneOutcome, n)
+	// Outcomes are kept by value, on the stack for the usual few zones:
+	// a warm check should cost next to nothing.
+	var small [8]zoneOutcome
+	outcomes := small[:0]
+	if n <= len(small) {
+		outcomes = small[:n]
+	} else {
+		outcomes = make([]zoneOutcome, n)
+	}
 	hits, clean := 0, 0
-	count := func(o *zoneOutcome) {
+	count := func(o zoneOutcome) {
+		o.done = true
 		outcomes[o.i] = o
 		switch {
 		case o.err != nil:
@@ -113,7 +123,7 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 		z := &l.zones[i]
 		if a, ok := l.res.Cached(rev+"."+z.Name+".", dns.TypeA); ok {
 			answers, err := l.listing(z, a)
-			count(&zoneOutcome{i: i, answers: answers, err: err})
+			count(zoneOutcome{i: i, answers: answers, err: err})
 			continue
 		}
 		ask = append(ask, i)
@@ -131,17 +141,23 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 		for pending := len(ask); pending > 0; {
 			o := <-ch
 			pending--
-			count(&o)
+			count(o)
 			if _, certain := l.policy.settled(hits, clean, pending); certain {
 				break
 			}
 		}
 	}
 	res.Listed = l.policy.listed(hits, clean)
+	if hits > 0 {
+		res.Hits = make([]Hit, 0, hits)
+	}
+	if clean > 0 {
+		res.Clean = make([]string, 0, clean)
+	}
 	for i, o := range outcomes {
 		z := &l.zones[i]
 		switch {
-		case o == nil:
+		case !o.done:
 			res.Skipped = append(res.Skipped, z.Name)
 		case o.err != nil:
 			res.Abstained = append(res.Abstained, Abstention{Zone: z.Name, Err: o.err})
