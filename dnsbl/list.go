@@ -98,7 +98,7 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 	// Outcomes are kept by value, on the stack for the usual few zones:
 	// a warm check should cost next to nothing.
 	var small [8]zoneOutcome
-	outcomes := small[:0]
+	var outcomes []zoneOutcome
 	if n <= len(small) {
 		outcomes = small[:n]
 	} else {

@@ -2,6 +2,7 @@ package milter
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -102,14 +103,8 @@ func mtaTransaction(c *gomilter.Client) error {
 			return err
 		}
 		if a.Code != gomilter.ActContinue {
-			return &unexpectedAction{a}
+			return fmt.Errorf("unexpected action %c %q", a.Code, a.SMTPText)
 		}
 	}
 	return s.Abort()
-}
-
-type unexpectedAction struct{ a *gomilter.Action }
-
-func (u *unexpectedAction) Error() string {
-	return "unexpected action " + string(rune(u.a.Code)) + " " + u.a.SMTPText
 }
