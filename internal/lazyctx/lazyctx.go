@@ -17,10 +17,18 @@ type deadlineContext struct {
 	context.Context
 	deadline time.Time
 
-	mu     sync.Mutex
-	timed  context.Context // made by the first Done, or by stop
-	cancel context.CancelFunc
+	mu      sync.Mutex
+	timed   context.Context // made by the first Done before stop
+	cancel  context.CancelFunc
+	stopErr error // set by stop when no Done came first
 }
+
+// closed is the Done channel of a context stopped before anyone waited.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // WithDeadline is context.WithDeadline without the timer until one is
 // needed; cancel must be called when the work is done, as with the
@@ -46,6 +54,9 @@ func (c *deadlineContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.timed == nil {
+		if c.stopErr != nil {
+			return closed
+		}
 		c.timed, c.cancel = context.WithDeadline(c.Context, c.deadline)
 	}
 	return c.timed.Done()
@@ -55,11 +66,18 @@ func (c *deadlineContext) Done() <-chan struct{} {
 // before that the one Done would have at once.
 func (c *deadlineContext) Err() error {
 	c.mu.Lock()
-	timed := c.timed
+	timed, stopErr := c.timed, c.stopErr
 	c.mu.Unlock()
-	if timed != nil {
+	switch {
+	case timed != nil:
 		return timed.Err()
+	case stopErr != nil:
+		return stopErr
 	}
+	return c.untimedErr()
+}
+
+func (c *deadlineContext) untimedErr() error {
 	if err := c.Context.Err(); err != nil {
 		return err
 	}
@@ -70,12 +88,20 @@ func (c *deadlineContext) Err() error {
 }
 
 // stop ends the context as a cancel function does: Done is closed (now or
-// when first asked for) and a timer, if one was started, released.
+// when first asked for) and a timer, if one was started, released. It
+// starts nothing itself: a decision that never waited costs no timer and
+// no registration with its parent.
 func (c *deadlineContext) stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.timed == nil {
-		c.timed, c.cancel = context.WithCancel(c.Context)
+	if c.cancel != nil {
+		c.cancel()
+		return
 	}
-	c.cancel()
+	if c.stopErr == nil {
+		c.stopErr = c.untimedErr()
+		if c.stopErr == nil {
+			c.stopErr = context.Canceled
+		}
+	}
 }

@@ -94,6 +94,25 @@ func TestWithDeadline(t *testing.T) {
 			t.Fatal("Done open after stop")
 		}
 	})
+	t.Run("stopping-starts-no-timer", func(t *testing.T) {
+		// A nested bounded context (the SPF check's inside a decision's)
+		// that nobody waited on leaves its parent without a timer too.
+		parent, stopParent := WithDeadline(context.Background(), time.Now().Add(time.Hour))
+		defer stopParent()
+		_, stopChild := WithDeadline(parent, time.Now().Add(time.Minute))
+		stopChild()
+		if parent.(*deadlineContext).timed != nil {
+			t.Fatal("stopping the child started the parent's timer")
+		}
+	})
+	t.Run("error-fixed-at-stop", func(t *testing.T) {
+		c, stop := WithDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
+		stop()
+		time.Sleep(20 * time.Millisecond)
+		if err := c.Err(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Err after stop and past the deadline: %v, want the cancellation", err)
+		}
+	})
 	t.Run("stop-releases-the-timer", func(t *testing.T) {
 		c, stop := WithDeadline(context.Background(), time.Now().Add(time.Hour))
 		done := c.Done()
