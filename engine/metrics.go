@@ -12,7 +12,11 @@ import (
 // Metrics counts decisions by action and reason and keeps a histogram of
 // how long decisions take.
 type Metrics struct {
-	byKey sync.Map // "action/reason" -> *atomic.Int64
+	// counts grows by one entry per action and reason ever seen, so
+	// decisions nearly always only read it: a map under a read lock,
+	// keyed by a struct, costs no allocation per decision.
+	mu     sync.RWMutex
+	counts map[countKey]*atomic.Int64
 
 	latencyCounts [len(latencyBuckets) + 1]atomic.Int64
 	latencySumNS  atomic.Int64
@@ -27,15 +31,27 @@ var latencyBuckets = [...]time.Duration{
 	time.Second, 2500 * time.Millisecond, 5 * time.Second,
 }
 
-func newMetrics() *Metrics { return &Metrics{} }
+func newMetrics() *Metrics { return &Metrics{counts: make(map[countKey]*atomic.Int64)} }
+
+type countKey struct {
+	action Action
+	reason string
+}
 
 func (m *Metrics) count(v Verdict, took time.Duration) {
-	key := v.Action.String() + "/" + v.Reason
-	c, ok := m.byKey.Load(key)
-	if !ok {
-		c, _ = m.byKey.LoadOrStore(key, new(atomic.Int64))
+	key := countKey{v.Action, v.Reason}
+	m.mu.RLock()
+	c := m.counts[key]
+	m.mu.RUnlock()
+	if c == nil {
+		m.mu.Lock()
+		if c = m.counts[key]; c == nil {
+			c = new(atomic.Int64)
+			m.counts[key] = c
+		}
+		m.mu.Unlock()
 	}
-	c.(*atomic.Int64).Add(1)
+	c.Add(1)
 	i := sort.Search(len(latencyBuckets), func(i int) bool { return took <= latencyBuckets[i] })
 	m.latencyCounts[i].Add(1)
 	m.latencySumNS.Add(int64(took))
@@ -50,16 +66,11 @@ type Count struct {
 // Snapshot returns the counters, sorted by action then reason.
 func (m *Metrics) Snapshot() []Count {
 	var out []Count
-	m.byKey.Range(func(k, v any) bool {
-		key := k.(string)
-		for i := 0; i < len(key); i++ {
-			if key[i] == '/' {
-				out = append(out, Count{Action: key[:i], Reason: key[i+1:], N: v.(*atomic.Int64).Load()})
-				break
-			}
-		}
-		return true
-	})
+	m.mu.RLock()
+	for k, n := range m.counts {
+		out = append(out, Count{Action: k.action.String(), Reason: k.reason, N: n.Load()})
+	}
+	m.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Action != out[j].Action {
 			return out[i].Action < out[j].Action
