@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/greymilter/greymilter/internal/lazyctx"
@@ -251,8 +252,12 @@ func (e *Engine) logDecision(level slog.Level, d *Decision, v Verdict) {
 		return
 	}
 	r := d.Req
-	attrs := make([]slog.Attr, 0, 12+len(d.attrs))
-	attrs = append(attrs,
+	buf := attrPool.Get().(*[]slog.Attr)
+	defer func() {
+		clear(*buf) // drop the references the values hold
+		attrPool.Put(buf)
+	}()
+	attrs := append((*buf)[:0],
 		slog.String("action", v.Action.String()),
 		slog.String("reason", v.Reason),
 		slog.String("step", v.Step),
@@ -273,7 +278,12 @@ func (e *Engine) logDecision(level slog.Level, d *Decision, v Verdict) {
 	}
 	attrs = append(attrs, d.attrs...)
 	e.log.LogAttrs(context.Background(), level, "decision", attrs...)
+	*buf = attrs
 }
+
+// attrPool holds the attribute slices of decision log lines: a line is
+// built for every decision and handlers copy what they keep.
+var attrPool = sync.Pool{New: func() any { s := make([]slog.Attr, 0, 16); return &s }}
 
 func nameOrUnknown(s string) string {
 	if s == "" {
