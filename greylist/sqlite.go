@@ -61,8 +61,9 @@ var migrations = []string{
 // commit. The database runs in WAL mode with synchronous=NORMAL: a
 // committed transaction survives the process being killed.
 type SQLite struct {
-	w     *sql.DB // the one writing connection
-	r     *sql.DB // readers (the writer itself for :memory:)
+	w     *sql.DB   // the pool of the one writing connection
+	wc    *sql.Conn // that connection, held by the writer goroutine
+	r     *sql.DB   // readers of a file database; nil for :memory:
 	ops   chan *op
 	touch chan touchOp
 	quit  chan struct{}
@@ -87,12 +88,14 @@ type SQLite struct {
 	overlay       map[uint64]memRecord
 	clientOverlay map[string]ClientRecord
 
+	// Statements prepared on wc, for the writer.
 	selTriplet, upTriplet, selClient, upClient, touchTriplet, touchClient *sql.Stmt
-	readTriplet, readClient                                               *sql.Stmt
 }
 
+// op runs in the writer, inside the transaction of its batch, on the
+// writer's connection.
 type op struct {
-	run func(tx *sql.Tx) error
+	run func(c *sql.Conn) error
 	err chan error // nil for fire-and-forget operations
 	ctx context.Context
 }
@@ -135,8 +138,13 @@ func OpenSQLite(path string) (*SQLite, error) {
 		w.Close()
 		return nil, fmt.Errorf("greylist: %s: %w", path, err)
 	}
+	wc, err := w.Conn(context.Background())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("greylist: %s: %w", path, err)
+	}
 	s := &SQLite{
-		w: w, r: w,
+		w: w, wc: wc,
 		ops:   make(chan *op, 4*maxBatch),
 		touch: make(chan touchOp, 4096),
 		quit:  make(chan struct{}),
@@ -155,7 +163,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 		// Checkpoints copy the WAL into the database and fsync it; run in
 		// the writer they would hold every decision queued behind them.
 		// A separate connection does them instead, without blocking it.
-		if _, err := w.Exec("PRAGMA wal_autocheckpoint = 0"); err != nil {
+		if _, err := wc.ExecContext(context.Background(), "PRAGMA wal_autocheckpoint = 0"); err != nil {
 			s.closeDBs()
 			return nil, fmt.Errorf("greylist: %s: %w", path, err)
 		}
@@ -248,35 +256,55 @@ func migrate(db *sql.DB) error {
 	return nil
 }
 
+// Queries the writer prepares once, and readers run as they come (while
+// the index fills).
+const (
+	selTripletSQL = `SELECT first_seen, last_seen, passed_at, attempts FROM triplets WHERE client = ? AND sender = ? AND recipient = ?`
+	selClientSQL  = `SELECT passes, last_seen FROM clients WHERE client = ?`
+)
+
 func (s *SQLite) prepare() error {
 	stmts := []struct {
-		db   *sql.DB
 		dst  **sql.Stmt
 		text string
 	}{
-		{s.w, &s.selTriplet, `SELECT first_seen, last_seen, passed_at, attempts FROM triplets WHERE client = ? AND sender = ? AND recipient = ?`},
-		{s.w, &s.upTriplet, `INSERT INTO triplets (client, sender, recipient, first_seen, last_seen, passed_at, attempts)
+		{&s.selTriplet, selTripletSQL},
+		{&s.upTriplet, `INSERT INTO triplets (client, sender, recipient, first_seen, last_seen, passed_at, attempts)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (client, sender, recipient) DO UPDATE SET
 			first_seen = excluded.first_seen, last_seen = excluded.last_seen,
 			passed_at = excluded.passed_at, attempts = excluded.attempts`},
-		{s.w, &s.upClient, `INSERT INTO clients (client, passes, last_seen) VALUES (?, 1, ?)
+		{&s.upClient, `INSERT INTO clients (client, passes, last_seen) VALUES (?, 1, ?)
 			ON CONFLICT (client) DO UPDATE SET passes = passes + 1, last_seen = excluded.last_seen`},
-		{s.w, &s.selClient, `SELECT passes, last_seen FROM clients WHERE client = ?`},
-		{s.w, &s.touchTriplet, `UPDATE triplets SET last_seen = ? WHERE client = ? AND sender = ? AND recipient = ? AND last_seen < ?1
+		{&s.selClient, selClientSQL},
+		{&s.touchTriplet, `UPDATE triplets SET last_seen = ? WHERE client = ? AND sender = ? AND recipient = ? AND last_seen < ?1
 			RETURNING first_seen, last_seen, passed_at, attempts`},
-		{s.w, &s.touchClient, `UPDATE clients SET last_seen = ? WHERE client = ? AND last_seen < ?1 RETURNING passes, last_seen`},
-		{s.r, &s.readTriplet, `SELECT first_seen, last_seen, passed_at, attempts FROM triplets WHERE client = ? AND sender = ? AND recipient = ?`},
-		{s.r, &s.readClient, `SELECT passes, last_seen FROM clients WHERE client = ?`},
+		{&s.touchClient, `UPDATE clients SET last_seen = ? WHERE client = ? AND last_seen < ?1 RETURNING passes, last_seen`},
 	}
 	for _, st := range stmts {
-		p, err := st.db.Prepare(st.text)
+		p, err := s.wc.PrepareContext(context.Background(), st.text)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", st.text, err)
 		}
 		*st.dst = p
 	}
 	return nil
+}
+
+// querier runs read queries: *sql.DB and *sql.Conn are ones.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// read runs fn with a connection that can read: one of the readers' pool
+// of a file database; for ":memory:", whose only connection the writer
+// holds, the writer's, between its other operations.
+func (s *SQLite) read(ctx context.Context, fn func(q querier) error) error {
+	if s.r != nil {
+		return fn(s.r)
+	}
+	return s.do(ctx, func(c *sql.Conn) error { return fn(c) })
 }
 
 // checkpointInterval is how often the WAL is copied into the database.
@@ -377,26 +405,36 @@ func (s *SQLite) commit(batch []*op) {
 	}
 }
 
+// runTx runs ops in one transaction. The writer's connection is its own:
+// BEGIN and COMMIT go to it directly, without database/sql's Tx, which
+// starts a goroutine per transaction to watch its context.
 func (s *SQLite) runTx(ops []*op) error {
 	s.pending = s.pending[:0]
 	clear(s.overlay)
 	clear(s.clientOverlay)
-	tx, err := s.w.Begin()
-	if err != nil {
+	ctx := context.Background()
+	if _, err := s.wc.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("greylist: begin: %w", err)
 	}
 	for _, o := range ops {
-		if err := o.run(tx); err != nil {
-			tx.Rollback()
+		if err := o.run(s.wc); err != nil {
+			s.rollback()
 			return err
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := s.wc.ExecContext(ctx, "COMMIT"); err != nil {
+		s.rollback()
 		return fmt.Errorf("greylist: commit: %w", err)
 	}
 	// Readers learn of the changes only once they are committed.
 	s.ix.apply(s.pending)
 	return nil
+}
+
+// rollback ends a failed transaction. A COMMIT that failed may already
+// have rolled it back, and then ROLLBACK fails harmlessly.
+func (s *SQLite) rollback() {
+	s.wc.ExecContext(context.Background(), "ROLLBACK")
 }
 
 // stage records a change of the transaction under way.
@@ -416,7 +454,7 @@ func (s *SQLite) stage(c change) {
 
 // currentClient reads a client in the writer, as current does a triplet;
 // a client never seen has zero passes.
-func (s *SQLite) currentClient(tx *sql.Tx, client string) (ClientRecord, error) {
+func (s *SQLite) currentClient(client string) (ClientRecord, error) {
 	if c, ok := s.clientOverlay[client]; ok {
 		if c.Passes < 0 {
 			return ClientRecord{}, nil
@@ -428,7 +466,7 @@ func (s *SQLite) currentClient(tx *sql.Tx, client string) (ClientRecord, error) 
 	}
 	var c ClientRecord
 	var last int64
-	err := tx.Stmt(s.selClient).QueryRow(client).Scan(&c.Passes, &last)
+	err := s.selClient.QueryRow(client).Scan(&c.Passes, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ClientRecord{}, nil
 	}
@@ -438,7 +476,7 @@ func (s *SQLite) currentClient(tx *sql.Tx, client string) (ClientRecord, error) 
 
 // current reads a triplet in the writer: this transaction's own changes
 // first, then the index, then (while the index fills) the database.
-func (s *SQLite) current(tx *sql.Tx, key Key, h uint64) (Record, bool, error) {
+func (s *SQLite) current(key Key, h uint64) (Record, bool, error) {
 	if m, ok := s.overlay[h]; ok {
 		if m.attempts < 0 {
 			return Record{}, false, nil
@@ -451,7 +489,7 @@ func (s *SQLite) current(tx *sql.Tx, key Key, h uint64) (Record, bool, error) {
 		}
 		return m.record(), true, nil
 	}
-	return scanRecord(tx.Stmt(s.selTriplet).QueryRow(key.Client, key.Sender, key.Recipient))
+	return scanRecord(s.selTriplet.QueryRow(key.Client, key.Sender, key.Recipient))
 }
 
 func (o *op) reply(err error) {
@@ -461,7 +499,7 @@ func (o *op) reply(err error) {
 }
 
 // do queues fn for the writer and waits until it is committed.
-func (s *SQLite) do(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *SQLite) do(ctx context.Context, fn func(c *sql.Conn) error) error {
 	o := &op{run: fn, err: make(chan error, 1), ctx: ctx}
 	s.mu.RLock()
 	if s.closed {
@@ -490,25 +528,25 @@ func (s *SQLite) do(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // Attempt implements Store.
 func (s *SQLite) Attempt(ctx context.Context, key Key, rules Rules, now time.Time) (Result, error) {
 	var res Result
-	err := s.do(ctx, func(tx *sql.Tx) error {
+	err := s.do(ctx, func(*sql.Conn) error {
 		h := s.ix.hash(key)
-		rec, found, err := s.current(tx, key, h)
+		rec, found, err := s.current(key, h)
 		if err != nil {
 			return fmt.Errorf("greylist: read triplet: %w", err)
 		}
 		res = rules.Apply(rec, found, now)
 		r := res.Record
-		if _, err := tx.Stmt(s.upTriplet).Exec(key.Client, key.Sender, key.Recipient,
+		if _, err := s.upTriplet.Exec(key.Client, key.Sender, key.Recipient,
 			ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts); err != nil {
 			return fmt.Errorf("greylist: write triplet: %w", err)
 		}
 		s.stage(change{h: h, rec: toMem(r)})
 		if res.Outcome == Passed && !rules.NoClientPasses {
-			c, err := s.currentClient(tx, key.Client)
+			c, err := s.currentClient(key.Client)
 			if err != nil {
 				return fmt.Errorf("greylist: read client: %w", err)
 			}
-			if _, err := tx.Stmt(s.upClient).Exec(key.Client, ms(now)); err != nil {
+			if _, err := s.upClient.Exec(key.Client, ms(now)); err != nil {
 				return fmt.Errorf("greylist: write client: %w", err)
 			}
 			c.Passes++
@@ -525,7 +563,13 @@ func (s *SQLite) Lookup(ctx context.Context, key Key) (Record, bool, error) {
 	if m, found, sure := s.ix.triplet(s.ix.hash(key)); sure {
 		return m.record(), found, nil
 	}
-	rec, found, err := scanRecord(s.readTriplet.QueryRowContext(ctx, key.Client, key.Sender, key.Recipient))
+	var rec Record
+	var found bool
+	err := s.read(ctx, func(q querier) error {
+		var err error
+		rec, found, err = scanRecord(q.QueryRowContext(ctx, selTripletSQL, key.Client, key.Sender, key.Recipient))
+		return err
+	})
 	if err != nil {
 		return Record{}, false, fmt.Errorf("greylist: lookup: %w", err)
 	}
@@ -539,7 +583,9 @@ func (s *SQLite) Client(ctx context.Context, client string) (ClientRecord, bool,
 	}
 	var passes int
 	var last int64
-	err := s.readClient.QueryRowContext(ctx, client).Scan(&passes, &last)
+	err := s.read(ctx, func(q querier) error {
+		return q.QueryRowContext(ctx, selClientSQL, client).Scan(&passes, &last)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return ClientRecord{}, false, nil
 	}
@@ -564,11 +610,11 @@ func (s *SQLite) Touch(key Key, now time.Time) {
 }
 
 func (s *SQLite) touchOp(t touchOp) *op {
-	return &op{run: func(tx *sql.Tx) error {
+	return &op{run: func(*sql.Conn) error {
 		now := ms(t.now)
 		var first, last, passed int64
 		var attempts int32
-		err := tx.Stmt(s.touchTriplet).QueryRow(now, t.key.Client, t.key.Sender, t.key.Recipient).Scan(&first, &last, &passed, &attempts)
+		err := s.touchTriplet.QueryRow(now, t.key.Client, t.key.Sender, t.key.Recipient).Scan(&first, &last, &passed, &attempts)
 		switch {
 		case err == nil:
 			s.stage(change{h: s.ix.hash(t.key), rec: fromDB(first, last, passed, attempts)})
@@ -576,7 +622,7 @@ func (s *SQLite) touchOp(t touchOp) *op {
 			return fmt.Errorf("greylist: touch triplet: %w", err)
 		}
 		var c ClientRecord
-		err = tx.Stmt(s.touchClient).QueryRow(now, t.key.Client).Scan(&c.Passes, &last)
+		err = s.touchClient.QueryRow(now, t.key.Client).Scan(&c.Passes, &last)
 		switch {
 		case err == nil:
 			c.LastSeen = fromMS(last)
@@ -620,9 +666,9 @@ func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeSt
 	for _, step := range steps {
 		for {
 			var n int
-			err := s.do(ctx, func(tx *sql.Tx) error {
+			err := s.do(ctx, func(c *sql.Conn) error {
 				var err error
-				n, err = s.purgeBatch(tx, step.what, step.query, step.arg)
+				n, err = s.purgeBatch(c, step.what, step.query, step.arg)
 				if err != nil {
 					return fmt.Errorf("greylist: purge: %w", err)
 				}
@@ -642,16 +688,16 @@ func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeSt
 
 // purgeBatch runs one purge query in the writer and stages the index
 // deletions of what it returned.
-func (s *SQLite) purgeBatch(tx *sql.Tx, what, query string, arg int64) (int, error) {
+func (s *SQLite) purgeBatch(c *sql.Conn, what, query string, arg int64) (int, error) {
 	if what == "" {
-		res, err := tx.Exec(query, arg)
+		res, err := c.ExecContext(context.Background(), query, arg)
 		if err != nil {
 			return 0, err
 		}
 		n, err := res.RowsAffected()
 		return int(n), err
 	}
-	rows, err := tx.Query(query, arg)
+	rows, err := c.QueryContext(context.Background(), query, arg)
 	if err != nil {
 		return 0, err
 	}
@@ -698,10 +744,10 @@ func (s *SQLite) Close() error {
 
 func (s *SQLite) closeDBs() error {
 	var errs []error
-	if s.r != s.w {
+	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
-	errs = append(errs, s.w.Close())
+	errs = append(errs, s.wc.Close(), s.w.Close())
 	return errors.Join(errs...)
 }
 

@@ -14,8 +14,8 @@ const CountsMaxAge = 400 * 24 * time.Hour
 
 // AddCounts adds hourly decision counts (stats.Sink).
 func (s *SQLite) AddCounts(ctx context.Context, counts []stats.Count) error {
-	return s.do(ctx, func(tx *sql.Tx) error {
-		st, err := tx.Prepare(`INSERT INTO decision_counts (hour, action, reason, n) VALUES (?, ?, ?, ?)
+	return s.do(ctx, func(c *sql.Conn) error {
+		st, err := c.PrepareContext(ctx, `INSERT INTO decision_counts (hour, action, reason, n) VALUES (?, ?, ?, ?)
 			ON CONFLICT (hour, action, reason) DO UPDATE SET n = n + excluded.n`)
 		if err != nil {
 			return fmt.Errorf("greylist: counts: %w", err)
@@ -32,22 +32,28 @@ func (s *SQLite) AddCounts(ctx context.Context, counts []stats.Count) error {
 
 // Counts returns the hourly decision counts from since on, oldest first.
 func (s *SQLite) Counts(ctx context.Context, since time.Time) ([]stats.Count, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT hour, action, reason, n FROM decision_counts WHERE hour >= ? ORDER BY hour, action, reason`, since.Unix()/3600)
+	var out []stats.Count
+	err := s.read(ctx, func(q querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT hour, action, reason, n FROM decision_counts WHERE hour >= ? ORDER BY hour, action, reason`, since.Unix()/3600)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var hour int64
+			var c stats.Count
+			if err := rows.Scan(&hour, &c.Action, &c.Reason, &c.N); err != nil {
+				return err
+			}
+			c.Hour = time.Unix(hour*3600, 0).UTC()
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("greylist: counts: %w", err)
 	}
-	defer rows.Close()
-	var out []stats.Count
-	for rows.Next() {
-		var hour int64
-		var c stats.Count
-		if err := rows.Scan(&hour, &c.Action, &c.Reason, &c.N); err != nil {
-			return nil, fmt.Errorf("greylist: counts: %w", err)
-		}
-		c.Hour = time.Unix(hour*3600, 0).UTC()
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Summary is what the store holds.
@@ -59,12 +65,14 @@ type Summary struct {
 // passes that makes a client auto-whitelisted.
 func (s *SQLite) Summary(ctx context.Context, autoWhitelist int) (Summary, error) {
 	var sum Summary
-	err := s.r.QueryRowContext(ctx, `SELECT
+	err := s.read(ctx, func(q querier) error {
+		return q.QueryRowContext(ctx, `SELECT
 		(SELECT count(*) FROM triplets),
 		(SELECT count(*) FROM triplets WHERE passed_at != 0),
 		(SELECT count(*) FROM clients),
 		(SELECT count(*) FROM clients WHERE ? > 0 AND passes >= ?)`, autoWhitelist, autoWhitelist).
-		Scan(&sum.Triplets, &sum.Passed, &sum.Clients, &sum.AutoWhitelisted)
+			Scan(&sum.Triplets, &sum.Passed, &sum.Clients, &sum.AutoWhitelisted)
+	})
 	if err != nil {
 		return sum, fmt.Errorf("greylist: summary: %w", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/greymilter/greymilter/stats"
 )
 
 var testRules = Rules{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, MaxWait: 12 * time.Hour, MaxAge: 35 * 24 * time.Hour, PurgeUnverified: 48 * time.Hour}
@@ -361,7 +363,7 @@ func TestIndexAgreesWithDatabase(t *testing.T) {
 		}
 		for i := range n {
 			k := key(i)
-			want, wantFound, err := scanRecord(s.readTriplet.QueryRow(k.Client, k.Sender, k.Recipient))
+			want, wantFound, err := scanRecord(s.r.QueryRow(selTripletSQL, k.Client, k.Sender, k.Recipient))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -374,7 +376,7 @@ func TestIndexAgreesWithDatabase(t *testing.T) {
 			}
 			var passes int
 			var last int64
-			err = s.readClient.QueryRow(k.Client).Scan(&passes, &last)
+			err = s.r.QueryRow(selClientSQL, k.Client).Scan(&passes, &last)
 			wantClient := ClientRecord{Passes: passes, LastSeen: fromMS(last)}
 			gotClient, found, _ := s.ix.client(k.Client)
 			if found != (err == nil) || found && gotClient != wantClient {
@@ -433,10 +435,10 @@ func TestNewFileDatabasePageSize(t *testing.T) {
 	s := mustOpen(t, path)
 	var size int
 	var mode string
-	if err := s.w.QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != pageSize {
+	if err := s.r.QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != pageSize {
 		t.Errorf("page size %d (%v), want %d", size, err, pageSize)
 	}
-	if err := s.w.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+	if err := s.r.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal mode %q (%v), want wal", mode, err)
 	}
 
@@ -450,7 +452,45 @@ func TestNewFileDatabasePageSize(t *testing.T) {
 	}
 	db.Close()
 	s = mustOpen(t, old)
-	if err := s.w.QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != 8192 {
+	if err := s.r.QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != 8192 {
 		t.Errorf("existing database: page size %d (%v), want its own 8192", size, err)
+	}
+}
+
+// TestCountsAndSummary: decision counts and the summary read back what was
+// written, on a file and in memory (where the writer's connection, the
+// only one, answers the reads).
+func TestCountsAndSummary(t *testing.T) {
+	for name, path := range map[string]string{"memory": ":memory:", "file": filepath.Join(t.TempDir(), "g.db")} {
+		t.Run(name, func(t *testing.T) {
+			s := mustOpen(t, path)
+			<-s.fillDone
+			ctx := context.Background()
+			hour := t0.Truncate(time.Hour).UTC()
+			in := []stats.Count{{Hour: hour, Action: "greylist", Reason: "new", N: 3}, {Hour: hour, Action: "pass", Reason: "passed", N: 2}}
+			if err := s.AddCounts(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AddCounts(ctx, in[:1]); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Counts(ctx, hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprint([]stats.Count{{Hour: hour, Action: "greylist", Reason: "new", N: 6}, in[1]}); fmt.Sprint(got) != want {
+				t.Errorf("counts %v, want %v", got, want)
+			}
+			mustAttempt(t, s, key(1), t0)
+			mustAttempt(t, s, key(2), t0)
+			mustAttempt(t, s, key(2), t0.Add(10*time.Minute))
+			sum, err := s.Summary(ctx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum != (Summary{Triplets: 2, Passed: 1, Clients: 1, AutoWhitelisted: 1}) {
+				t.Errorf("summary %+v", sum)
+			}
+		})
 	}
 }
