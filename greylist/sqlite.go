@@ -89,6 +89,7 @@ type SQLite struct {
 	clientOverlay map[string]ClientRecord
 
 	// Statements prepared on wc, for the writer.
+	begin, commitTx, rollbackTx                                           *sql.Stmt
 	selTriplet, upTriplet, selClient, upClient, touchTriplet, touchClient *sql.Stmt
 }
 
@@ -268,6 +269,10 @@ func (s *SQLite) prepare() error {
 		dst  **sql.Stmt
 		text string
 	}{
+		// Prepared like the rest: parsed once, not at every batch.
+		{&s.begin, "BEGIN IMMEDIATE"},
+		{&s.commitTx, "COMMIT"},
+		{&s.rollbackTx, "ROLLBACK"},
 		{&s.selTriplet, selTripletSQL},
 		{&s.upTriplet, `INSERT INTO triplets (client, sender, recipient, first_seen, last_seen, passed_at, attempts)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -412,8 +417,7 @@ func (s *SQLite) runTx(ops []*op) error {
 	s.pending = s.pending[:0]
 	clear(s.overlay)
 	clear(s.clientOverlay)
-	ctx := context.Background()
-	if _, err := s.wc.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	if _, err := s.begin.Exec(); err != nil {
 		return fmt.Errorf("greylist: begin: %w", err)
 	}
 	for _, o := range ops {
@@ -422,7 +426,7 @@ func (s *SQLite) runTx(ops []*op) error {
 			return err
 		}
 	}
-	if _, err := s.wc.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := s.commitTx.Exec(); err != nil {
 		s.rollback()
 		return fmt.Errorf("greylist: commit: %w", err)
 	}
@@ -434,7 +438,7 @@ func (s *SQLite) runTx(ops []*op) error {
 // rollback ends a failed transaction. A COMMIT that failed may already
 // have rolled it back, and then ROLLBACK fails harmlessly.
 func (s *SQLite) rollback() {
-	s.wc.ExecContext(context.Background(), "ROLLBACK")
+	s.rollbackTx.Exec()
 }
 
 // stage records a change of the transaction under way.

@@ -494,3 +494,48 @@ func TestCountsAndSummary(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedOperationFailsAlone: an operation that fails after writing is
+// rolled back, the operations batched with it commit, and the writer goes
+// on.
+func TestFailedOperationFailsAlone(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "g.db"))
+	<-s.fillDone
+	ctx := context.Background()
+	bad := key(999)
+	failing := func(c *sql.Conn) error {
+		if _, err := s.upTriplet.Exec(bad.Client, bad.Sender, bad.Recipient, 1, 1, 0, 1); err != nil {
+			return err
+		}
+		_, err := c.ExecContext(ctx, "INSERT INTO no_such_table VALUES (1)")
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 41)
+	for round := range 2 {
+		for i := range 20 {
+			wg.Go(func() {
+				_, err := s.Attempt(ctx, key(round*100+i), testRules, t0)
+				errs <- err
+			})
+		}
+		if err := s.do(ctx, failing); err == nil {
+			t.Fatal("the failing operation succeeded")
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("an operation beside the failing one: %v", err)
+		}
+	}
+	var n int
+	if err := s.r.QueryRow(`SELECT count(*) FROM triplets WHERE client = ?`, bad.Client).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the failed operation's write: %d rows (%v), want none", n, err)
+	}
+	if err := s.r.QueryRow(`SELECT count(*) FROM triplets`).Scan(&n); err != nil || n != 40 {
+		t.Fatalf("%d triplets (%v), want the 40 attempts", n, err)
+	}
+	mustAttempt(t, s, key(500), t0)
+}
