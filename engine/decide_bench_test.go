@@ -13,6 +13,7 @@ import (
 
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/internal/clocktest"
 )
 
@@ -25,7 +26,7 @@ func benchEngine(b *testing.B, db string, clock engine.Clock, logger *slog.Logge
 	if db == "file" {
 		db = filepath.Join(b.TempDir(), "greymilter.db")
 	}
-	store, err := greylist.OpenSQLite(db)
+	store, err := sqlitestore.Open(db)
 	if err != nil {
 		b.Fatal(err)
 	}

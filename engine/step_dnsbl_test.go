@@ -14,6 +14,7 @@ import (
 	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/sqlitestore"
 )
 
 // dnsLists serves testdata/dnsbl.zone and returns a function making lists
@@ -228,7 +229,7 @@ func BenchmarkDecisionWithDNSBLs(b *testing.B) {
 			name = "three-warm"
 		}
 		b.Run(name, func(b *testing.B) {
-			store, err := greylist.OpenSQLite(":memory:")
+			store, err := sqlitestore.Open(":memory:")
 			if err != nil {
 				b.Fatal(err)
 			}

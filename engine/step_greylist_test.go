@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/internal/clocktest"
 )
 
 func newGreylistEngine(t *testing.T, autoWhitelist int, extra ...Step) (*Engine, *clocktest.Clock) {
 	t.Helper()
-	store, err := greylist.OpenSQLite(":memory:")
+	store, err := sqlitestore.Open(":memory:")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestIdentityReplacesTheSubnet(t *testing.T) {
 }
 
 func TestKnownUnderTheSubnetCountsWithAnIdentity(t *testing.T) {
-	store, err := greylist.OpenSQLite(":memory:")
+	store, err := sqlitestore.Open(":memory:")
 	if err != nil {
 		t.Fatal(err)
 	}

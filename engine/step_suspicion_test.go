@@ -12,6 +12,7 @@ import (
 	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/internal/clocktest"
 )
 
@@ -40,7 +41,7 @@ func newSuspicionEnv(t *testing.T, s suspicionSetup) *suspicionEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := greylist.OpenSQLite(":memory:")
+	store, err := sqlitestore.Open(":memory:")
 	if err != nil {
 		t.Fatal(err)
 	}

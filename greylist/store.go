@@ -2,6 +2,7 @@ package greylist
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -37,4 +38,38 @@ type ClientRecord struct {
 // PurgeStats says what a purge removed.
 type PurgeStats struct {
 	Triplets, Unverified, Clients int
+}
+
+// ErrClosed is returned by a store that has been closed.
+var ErrClosed = errors.New("greylist: store closed")
+
+// CountsMaxAge is how long hourly decision counts are kept.
+const CountsMaxAge = 400 * 24 * time.Hour
+
+// Count is the number of decisions of one action and reason in one hour.
+type Count struct {
+	Hour           time.Time // start of the hour, UTC
+	Action, Reason string
+	N              int64
+}
+
+// Counter is a Store that also keeps hourly decision counts, for
+// `greymilter stats`.
+type Counter interface {
+	// AddCounts adds counts to what is stored.
+	AddCounts(ctx context.Context, counts []Count) error
+	// Counts returns the hourly counts from since on, oldest first.
+	Counts(ctx context.Context, since time.Time) ([]Count, error)
+}
+
+// Summary is what a store holds.
+type Summary struct {
+	Triplets, Passed, Clients, AutoWhitelisted int64
+}
+
+// Summarizer is a Store that can count its contents.
+type Summarizer interface {
+	// Summary counts the store's contents; autoWhitelist is the number
+	// of passes that makes a client auto-whitelisted.
+	Summary(ctx context.Context, autoWhitelist int) (Summary, error)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/internal/clocktest"
 )
 
@@ -20,7 +21,7 @@ import (
 // in-memory SQLite store) behind the milter server on a loopback port.
 func startServer(t *testing.T) (addr string, clock *clocktest.Clock) {
 	t.Helper()
-	store, err := greylist.OpenSQLite(":memory:")
+	store, err := sqlitestore.Open(":memory:")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/internal/clocktest"
 )
 
@@ -17,7 +18,7 @@ import (
 // bypass, known and greylist steps on a real SQLite store.
 func startGreylist(t testing.TB, db string) (*fixture, *clocktest.Clock) {
 	t.Helper()
-	store, err := greylist.OpenSQLite(db)
+	store, err := sqlitestore.Open(db)
 	if err != nil {
 		t.Fatal(err)
 	}

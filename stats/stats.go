@@ -9,14 +9,13 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/greymilter/greymilter/greylist"
 )
 
-// Count is how many decisions of one action and reason fell in one hour.
-type Count struct {
-	Hour           time.Time // start of the hour, UTC
-	Action, Reason string
-	N              int64
-}
+// Count is how many decisions of one action and reason fell in one hour;
+// stores keep them (greylist.Counter).
+type Count = greylist.Count
 
 // Sink stores counts, adding to what is there.
 type Sink interface {

@@ -60,12 +60,12 @@ func TestRecorderSumsByHourAndKeepsCountsOnFailure(t *testing.T) {
 
 func sampleCounts() []Count {
 	return []Count{
-		{day0.Add(1 * time.Hour), ActionGreylist, "new", 40},
-		{day0.Add(2 * time.Hour), ActionPass, "passed", 10},
-		{day0.Add(2 * time.Hour), ActionPass, "known", 30},
-		{day0.Add(26 * time.Hour), ActionReject, "dnsbl", 5},
-		{day0.Add(26 * time.Hour), ActionPass, "known", 15},
-		{day0.Add(-time.Hour), ActionPass, "known", 1000}, // before the report
+		{Hour: day0.Add(1 * time.Hour), Action: ActionGreylist, Reason: "new", N: 40},
+		{Hour: day0.Add(2 * time.Hour), Action: ActionPass, Reason: "passed", N: 10},
+		{Hour: day0.Add(2 * time.Hour), Action: ActionPass, Reason: "known", N: 30},
+		{Hour: day0.Add(26 * time.Hour), Action: ActionReject, Reason: "dnsbl", N: 5},
+		{Hour: day0.Add(26 * time.Hour), Action: ActionPass, Reason: "known", N: 15},
+		{Hour: day0.Add(-time.Hour), Action: ActionPass, Reason: "known", N: 1000}, // before the report
 	}
 }
 

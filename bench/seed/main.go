@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/sqlitestore"
 )
 
 func main() {
@@ -42,7 +43,7 @@ func main() {
 }
 
 func seed(path string, live, expired, workers int) error {
-	store, err := greylist.OpenSQLite(path)
+	store, err := sqlitestore.Open(path)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/sqlitestore"
 )
 
 func TestSeedLeavesLiveAndExpiredTriplets(t *testing.T) {
@@ -14,7 +15,7 @@ func TestSeedLeavesLiveAndExpiredTriplets(t *testing.T) {
 	if err := seed(path, 300, 200, 16); err != nil {
 		t.Fatal(err)
 	}
-	store, err := greylist.OpenSQLite(path)
+	store, err := sqlitestore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

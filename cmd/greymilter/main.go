@@ -23,6 +23,7 @@ import (
 	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
+	_ "github.com/greymilter/greymilter/greylist/sqlitestore" // the embedded default store
 	"github.com/greymilter/greymilter/internal/sockaddr"
 	"github.com/greymilter/greymilter/milter"
 	"github.com/greymilter/greymilter/stats"
@@ -110,6 +111,7 @@ type coreFlags struct {
 	logFormat, logTarget, onError            string
 	rules                                    greylist.Rules
 	purgeInterval, decisionTimeout           time.Duration
+	dbTimeout, dbCacheTTL                    time.Duration
 	ipv4Prefix, ipv6Prefix                   int
 	byHost                                   bool
 	trusted                                  []string
@@ -127,7 +129,9 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.CountVarP(&c.verbose, "verbose", "v", "log more (repeat: -vv, -vvv)")
 	fs.Var(newChoice(&c.logFormat, "text", "text", "json"), "log-format", "log line format")
 	fs.Var(newChoice(&c.logTarget, "stderr", "stderr", "syslog"), "log-target", "where logs go (syslog: the mail facility)")
-	fs.StringVar(&c.db, "db", "greymilter.db", "SQLite database file, or :memory:")
+	fs.StringVar(&c.db, "db", "greymilter.db", "SQLite database file, :memory:, or a postgres:// URL of a database shared by several MX hosts")
+	fs.Var(newDuration(&c.dbTimeout, time.Second), "db-timeout", "bound on one operation of a database server (PostgreSQL); past it the decision is answered per --on-error")
+	fs.Var(newDuration(&c.dbCacheTTL, 5*time.Minute), "db-cache-ttl", "how long a shared database's local cache trusts a passed triplet or auto-whitelisted client")
 	fs.Var(newDuration(&c.rules.Delay, greylist.DefaultRules.Delay), "delay", "how long a new triplet waits (seconds, or 5m, 1h...)")
 	fs.Var(newLongDuration(&c.rules.RetryWindow, greylist.DefaultRules.RetryWindow), "retry-window", "a triplet that never passed starts again after this")
 	fs.Var(newDuration(&c.rules.Penalty, 0), "penalty", "extra wait for each retry before the delay is over")
@@ -293,12 +297,16 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	if err != nil {
 		return nil, configError(err)
 	}
-	store, err := greylist.OpenSQLite(c.db)
+	store, err := greylist.Open(ctx, c.db, greylist.Options{Timeout: c.dbTimeout, CacheTTL: c.dbCacheTTL, Log: logger})
 	if err != nil {
 		return nil, err
 	}
 	a.onClose(store.Close)
-	a.recorder = stats.NewRecorder(store, logger)
+	counter, ok := store.(greylist.Counter)
+	if !ok {
+		return a, fmt.Errorf("--db %s: this store keeps no decision counts", c.db)
+	}
+	a.recorder = stats.NewRecorder(counter, logger)
 	a.greylist = &greylist.Greylist{Store: store, Rules: c.rules, AutoWhitelist: c.autoWhitelist, Log: logger}
 	g := &engine.Greylisting{
 		Greylist: a.greylist,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -23,7 +24,7 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Usage: greymilter stats [flags]\n\nSums up greymilter's decision log.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	db := fs.String("db", "greymilter.db", "greymilter's SQLite database")
+	db := fs.String("db", "greymilter.db", "greymilter's database: SQLite file or postgres:// URL")
 	days := fs.Int("days", 7, "how many days back")
 	hourly := fs.Bool("hourly", false, "one row per hour instead of per day")
 	pngPath := fs.String("png", "", "also draw the report as a PNG graph into this file")
@@ -41,16 +42,24 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "greymilter stats: --days %d: want 1 or more\n", *days)
 		return exitUsage
 	}
-	if _, err := os.Stat(*db); err != nil {
-		fmt.Fprintf(stderr, "greymilter stats: --db: %v\n", err)
-		return exitUsage
+	// A missing file would be created empty: say so instead.
+	if !strings.Contains(*db, "://") && *db != ":memory:" {
+		if _, err := os.Stat(*db); err != nil {
+			fmt.Fprintf(stderr, "greymilter stats: --db: %v\n", err)
+			return exitUsage
+		}
 	}
-	store, err := greylist.OpenSQLite(*db)
+	opened, err := greylist.Open(context.Background(), *db, greylist.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		fmt.Fprintf(stderr, "greymilter stats: %v\n", err)
 		return 1
 	}
-	defer store.Close()
+	defer opened.Close()
+	store, ok := opened.(statsStore)
+	if !ok {
+		fmt.Fprintf(stderr, "greymilter stats: --db %s: this store keeps no decision counts\n", *db)
+		return 1
+	}
 	if err := writeStats(context.Background(), store, stdout, statsOptions{
 		days: *days, hourly: *hourly, pngPath: *pngPath, width: *width, height: *height, autoWhitelist: *autoWhitelist, now: time.Now(),
 	}); err != nil {
@@ -69,7 +78,13 @@ type statsOptions struct {
 	now           time.Time
 }
 
-func writeStats(ctx context.Context, store *greylist.SQLite, w io.Writer, o statsOptions) error {
+// statsStore is what `greymilter stats` reads.
+type statsStore interface {
+	greylist.Counter
+	greylist.Summarizer
+}
+
+func writeStats(ctx context.Context, store statsStore, w io.Writer, o statsOptions) error {
 	step := 24 * time.Hour
 	if o.hourly {
 		step = time.Hour

@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/stats"
 )
 
 func TestStatsCommand(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "g.db")
-	store, err := greylist.OpenSQLite(db)
+	store, err := sqlitestore.Open(db)
 	if err != nil {
 		t.Fatal(err)
 	}

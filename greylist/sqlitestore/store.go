@@ -1,4 +1,4 @@
-package greylist
+package sqlitestore
 
 import (
 	"context"
@@ -12,10 +12,9 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
-)
 
-// ErrClosed is returned by a store that has been closed.
-var ErrClosed = errors.New("greylist: store closed")
+	"github.com/greymilter/greymilter/greylist"
+)
 
 // maxBatch bounds how many operations share one write transaction.
 const maxBatch = 256
@@ -53,14 +52,14 @@ var migrations = []string{
 	) WITHOUT ROWID;`,
 }
 
-// SQLite is a Store in an SQLite database file (or in memory).
+// Store is a greylist.Store in an SQLite database file (or in memory).
 //
 // Every write goes through one goroutine that owns the only writing
 // connection. It takes all the operations waiting and runs them in one
 // transaction (group commit), so that many concurrent decisions cost one
 // commit. The database runs in WAL mode with synchronous=NORMAL: a
 // committed transaction survives the process being killed.
-type SQLite struct {
+type Store struct {
 	w     *sql.DB   // the pool of the one writing connection
 	wc    *sql.Conn // that connection, held by the writer goroutine
 	r     *sql.DB   // readers of a file database; nil for :memory:
@@ -86,7 +85,7 @@ type SQLite struct {
 	// one batch. Only the writer goroutine touches them.
 	pending       []change
 	overlay       map[uint64]memRecord
-	clientOverlay map[string]ClientRecord
+	clientOverlay map[string]greylist.ClientRecord
 
 	// Statements prepared on wc, for the writer.
 	begin, commitTx, rollbackTx                                           *sql.Stmt
@@ -102,13 +101,13 @@ type op struct {
 }
 
 type touchOp struct {
-	key Key
+	key greylist.Key
 	now time.Time
 }
 
-// OpenSQLite opens (creating and migrating as needed) the database at path;
+// Open opens (creating and migrating as needed) the database at path;
 // ":memory:" keeps everything in memory.
-func OpenSQLite(path string) (*SQLite, error) {
+func Open(path string) (*Store, error) {
 	memory := path == ":memory:"
 	params := url.Values{
 		"_busy_timeout": {"5000"},
@@ -144,7 +143,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 		w.Close()
 		return nil, fmt.Errorf("greylist: %s: %w", path, err)
 	}
-	s := &SQLite{
+	s := &Store{
 		w: w, wc: wc,
 		ops:   make(chan *op, 4*maxBatch),
 		touch: make(chan touchOp, 4096),
@@ -176,7 +175,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 		return nil, fmt.Errorf("greylist: %s: %w", path, err)
 	}
 	s.ix, s.fillDone = newIndex(), make(chan struct{})
-	s.overlay, s.clientOverlay = make(map[uint64]memRecord), make(map[string]ClientRecord)
+	s.overlay, s.clientOverlay = make(map[uint64]memRecord), make(map[string]greylist.ClientRecord)
 	go s.writer()
 	if memory {
 		// A new in-memory database is empty: nothing to read.
@@ -264,7 +263,7 @@ const (
 	selClientSQL  = `SELECT passes, last_seen FROM clients WHERE client = ?`
 )
 
-func (s *SQLite) prepare() error {
+func (s *Store) prepare() error {
 	stmts := []struct {
 		dst  **sql.Stmt
 		text string
@@ -305,7 +304,7 @@ type querier interface {
 // read runs fn with a connection that can read: one of the readers' pool
 // of a file database; for ":memory:", whose only connection the writer
 // holds, the writer's, between its other operations.
-func (s *SQLite) read(ctx context.Context, fn func(q querier) error) error {
+func (s *Store) read(ctx context.Context, fn func(q querier) error) error {
 	if s.r != nil {
 		return fn(s.r)
 	}
@@ -317,7 +316,7 @@ const checkpointInterval = 200 * time.Millisecond
 
 // checkpointer runs passive checkpoints until the store closes, and a last
 // full one then, so that a clean shutdown leaves a small WAL.
-func (s *SQLite) checkpointer(path string) {
+func (s *Store) checkpointer(path string) {
 	defer close(s.checkpointDone)
 	db, err := sql.Open("sqlite3", "file:"+escapePath(path)+"?_busy_timeout=5000")
 	if err != nil {
@@ -341,7 +340,7 @@ func (s *SQLite) checkpointer(path string) {
 }
 
 // writer runs every write, batching what is queued into one transaction.
-func (s *SQLite) writer() {
+func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*op, 0, maxBatch)
 	for {
@@ -370,7 +369,7 @@ func (s *SQLite) writer() {
 }
 
 // drain runs what was queued before Close.
-func (s *SQLite) drain() {
+func (s *Store) drain() {
 	for {
 		select {
 		case o := <-s.ops:
@@ -386,7 +385,7 @@ func (s *SQLite) drain() {
 // commit runs a batch in one transaction. If any operation fails the batch
 // is rolled back and each operation is run again on its own, so that one bad
 // operation fails alone.
-func (s *SQLite) commit(batch []*op) {
+func (s *Store) commit(batch []*op) {
 	live := batch[:0:0]
 	for _, o := range batch {
 		if o.ctx != nil && o.ctx.Err() != nil {
@@ -413,7 +412,7 @@ func (s *SQLite) commit(batch []*op) {
 // runTx runs ops in one transaction. The writer's connection is its own:
 // BEGIN and COMMIT go to it directly, without database/sql's Tx, which
 // starts a goroutine per transaction to watch its context.
-func (s *SQLite) runTx(ops []*op) error {
+func (s *Store) runTx(ops []*op) error {
 	s.pending = s.pending[:0]
 	clear(s.overlay)
 	clear(s.clientOverlay)
@@ -437,16 +436,16 @@ func (s *SQLite) runTx(ops []*op) error {
 
 // rollback ends a failed transaction. A COMMIT that failed may already
 // have rolled it back, and then ROLLBACK fails harmlessly.
-func (s *SQLite) rollback() {
+func (s *Store) rollback() {
 	s.rollbackTx.Exec()
 }
 
 // stage records a change of the transaction under way.
-func (s *SQLite) stage(c change) {
+func (s *Store) stage(c change) {
 	s.pending = append(s.pending, c)
 	switch {
 	case c.client != "" && c.deleted:
-		s.clientOverlay[c.client] = ClientRecord{Passes: -1}
+		s.clientOverlay[c.client] = greylist.ClientRecord{Passes: -1}
 	case c.client != "":
 		s.clientOverlay[c.client] = c.crec
 	case c.deleted:
@@ -458,21 +457,21 @@ func (s *SQLite) stage(c change) {
 
 // currentClient reads a client in the writer, as current does a triplet;
 // a client never seen has zero passes.
-func (s *SQLite) currentClient(client string) (ClientRecord, error) {
+func (s *Store) currentClient(client string) (greylist.ClientRecord, error) {
 	if c, ok := s.clientOverlay[client]; ok {
 		if c.Passes < 0 {
-			return ClientRecord{}, nil
+			return greylist.ClientRecord{}, nil
 		}
 		return c, nil
 	}
 	if c, _, sure := s.ix.client(client); sure {
 		return c, nil
 	}
-	var c ClientRecord
+	var c greylist.ClientRecord
 	var last int64
 	err := s.selClient.QueryRow(client).Scan(&c.Passes, &last)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ClientRecord{}, nil
+		return greylist.ClientRecord{}, nil
 	}
 	c.LastSeen = fromMS(last)
 	return c, err
@@ -480,16 +479,16 @@ func (s *SQLite) currentClient(client string) (ClientRecord, error) {
 
 // current reads a triplet in the writer: this transaction's own changes
 // first, then the index, then (while the index fills) the database.
-func (s *SQLite) current(key Key, h uint64) (Record, bool, error) {
+func (s *Store) current(key greylist.Key, h uint64) (greylist.Record, bool, error) {
 	if m, ok := s.overlay[h]; ok {
 		if m.attempts < 0 {
-			return Record{}, false, nil
+			return greylist.Record{}, false, nil
 		}
 		return m.record(), true, nil
 	}
 	if m, found, sure := s.ix.triplet(h); sure {
 		if !found {
-			return Record{}, false, nil
+			return greylist.Record{}, false, nil
 		}
 		return m.record(), true, nil
 	}
@@ -503,12 +502,12 @@ func (o *op) reply(err error) {
 }
 
 // do queues fn for the writer and waits until it is committed.
-func (s *SQLite) do(ctx context.Context, fn func(c *sql.Conn) error) error {
+func (s *Store) do(ctx context.Context, fn func(c *sql.Conn) error) error {
 	o := &op{run: fn, err: make(chan error, 1), ctx: ctx}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
-		return ErrClosed
+		return greylist.ErrClosed
 	}
 	// The queue has room nearly always: only a full one waits on ctx,
 	// whose Done may cost a timer.
@@ -530,8 +529,8 @@ func (s *SQLite) do(ctx context.Context, fn func(c *sql.Conn) error) error {
 }
 
 // Attempt implements Store.
-func (s *SQLite) Attempt(ctx context.Context, key Key, rules Rules, now time.Time) (Result, error) {
-	var res Result
+func (s *Store) Attempt(ctx context.Context, key greylist.Key, rules greylist.Rules, now time.Time) (greylist.Result, error) {
+	var res greylist.Result
 	err := s.do(ctx, func(*sql.Conn) error {
 		h := s.ix.hash(key)
 		rec, found, err := s.current(key, h)
@@ -545,7 +544,7 @@ func (s *SQLite) Attempt(ctx context.Context, key Key, rules Rules, now time.Tim
 			return fmt.Errorf("greylist: write triplet: %w", err)
 		}
 		s.stage(change{h: h, rec: toMem(r)})
-		if res.Outcome == Passed && !rules.NoClientPasses {
+		if res.Outcome == greylist.Passed && !rules.NoClientPasses {
 			c, err := s.currentClient(key.Client)
 			if err != nil {
 				return fmt.Errorf("greylist: read client: %w", err)
@@ -563,11 +562,11 @@ func (s *SQLite) Attempt(ctx context.Context, key Key, rules Rules, now time.Tim
 }
 
 // Lookup implements Store.
-func (s *SQLite) Lookup(ctx context.Context, key Key) (Record, bool, error) {
+func (s *Store) Lookup(ctx context.Context, key greylist.Key) (greylist.Record, bool, error) {
 	if m, found, sure := s.ix.triplet(s.ix.hash(key)); sure {
 		return m.record(), found, nil
 	}
-	var rec Record
+	var rec greylist.Record
 	var found bool
 	err := s.read(ctx, func(q querier) error {
 		var err error
@@ -575,13 +574,13 @@ func (s *SQLite) Lookup(ctx context.Context, key Key) (Record, bool, error) {
 		return err
 	})
 	if err != nil {
-		return Record{}, false, fmt.Errorf("greylist: lookup: %w", err)
+		return greylist.Record{}, false, fmt.Errorf("greylist: lookup: %w", err)
 	}
 	return rec, found, nil
 }
 
 // Client implements Store.
-func (s *SQLite) Client(ctx context.Context, client string) (ClientRecord, bool, error) {
+func (s *Store) Client(ctx context.Context, client string) (greylist.ClientRecord, bool, error) {
 	if c, found, sure := s.ix.client(client); sure {
 		return c, found, nil
 	}
@@ -591,17 +590,17 @@ func (s *SQLite) Client(ctx context.Context, client string) (ClientRecord, bool,
 		return q.QueryRowContext(ctx, selClientSQL, client).Scan(&passes, &last)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return ClientRecord{}, false, nil
+		return greylist.ClientRecord{}, false, nil
 	}
 	if err != nil {
-		return ClientRecord{}, false, fmt.Errorf("greylist: client lookup: %w", err)
+		return greylist.ClientRecord{}, false, fmt.Errorf("greylist: client lookup: %w", err)
 	}
-	return ClientRecord{Passes: passes, LastSeen: fromMS(last)}, true, nil
+	return greylist.ClientRecord{Passes: passes, LastSeen: fromMS(last)}, true, nil
 }
 
 // Touch implements Store. When the queue is full the touch is dropped: it
 // will come again with the next mail of that triplet.
-func (s *SQLite) Touch(key Key, now time.Time) {
+func (s *Store) Touch(key greylist.Key, now time.Time) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -613,7 +612,7 @@ func (s *SQLite) Touch(key Key, now time.Time) {
 	}
 }
 
-func (s *SQLite) touchOp(t touchOp) *op {
+func (s *Store) touchOp(t touchOp) *op {
 	return &op{run: func(*sql.Conn) error {
 		now := ms(t.now)
 		var first, last, passed int64
@@ -625,7 +624,7 @@ func (s *SQLite) touchOp(t touchOp) *op {
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("greylist: touch triplet: %w", err)
 		}
-		var c ClientRecord
+		var c greylist.ClientRecord
 		err = s.touchClient.QueryRow(now, t.key.Client).Scan(&c.Passes, &last)
 		switch {
 		case err == nil:
@@ -639,8 +638,8 @@ func (s *SQLite) touchOp(t touchOp) *op {
 }
 
 // Purge implements Store.
-func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeStats, error) {
-	var st PurgeStats
+func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) (greylist.PurgeStats, error) {
+	var st greylist.PurgeStats
 	old := ms(now.Add(-rules.MaxAge))
 	// Each step deletes what its query returns, a batch at a time, and
 	// tells the index which keys went.
@@ -660,7 +659,7 @@ func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeSt
 			purgeStep{&st.Clients, "clients", `DELETE FROM clients WHERE client IN
 				(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `) RETURNING client`, old})
 	}
-	steps = append(steps, purgeStep{new(int), "", `DELETE FROM decision_counts WHERE hour < ?`, now.Add(-CountsMaxAge).Unix() / 3600})
+	steps = append(steps, purgeStep{new(int), "", `DELETE FROM decision_counts WHERE hour < ?`, now.Add(-greylist.CountsMaxAge).Unix() / 3600})
 	if rules.PurgeUnverified > 0 {
 		steps = append(steps, purgeStep{&st.Unverified, "triplets", `DELETE FROM triplets WHERE (client, sender, recipient) IN
 			(SELECT client, sender, recipient FROM triplets WHERE passed_at = 0 AND first_seen < ? LIMIT ` + limit + `)
@@ -692,7 +691,7 @@ func (s *SQLite) Purge(ctx context.Context, rules Rules, now time.Time) (PurgeSt
 
 // purgeBatch runs one purge query in the writer and stages the index
 // deletions of what it returned.
-func (s *SQLite) purgeBatch(c *sql.Conn, what, query string, arg int64) (int, error) {
+func (s *Store) purgeBatch(c *sql.Conn, what, query string, arg int64) (int, error) {
 	if what == "" {
 		res, err := c.ExecContext(context.Background(), query, arg)
 		if err != nil {
@@ -708,7 +707,7 @@ func (s *SQLite) purgeBatch(c *sql.Conn, what, query string, arg int64) (int, er
 	defer rows.Close()
 	n := 0
 	for rows.Next() {
-		var k Key
+		var k greylist.Key
 		if what == "clients" {
 			if err := rows.Scan(&k.Client); err != nil {
 				return n, err
@@ -726,7 +725,7 @@ func (s *SQLite) purgeBatch(c *sql.Conn, what, query string, arg int64) (int, er
 }
 
 // Close implements Store: queued operations are committed first.
-func (s *SQLite) Close() error {
+func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -746,7 +745,7 @@ func (s *SQLite) Close() error {
 	return s.closeDBs()
 }
 
-func (s *SQLite) closeDBs() error {
+func (s *Store) closeDBs() error {
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
@@ -757,17 +756,17 @@ func (s *SQLite) closeDBs() error {
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanRecord(row rowScanner) (Record, bool, error) {
+func scanRecord(row rowScanner) (greylist.Record, bool, error) {
 	var first, last, passed int64
 	var attempts int
 	err := row.Scan(&first, &last, &passed, &attempts)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Record{}, false, nil
+		return greylist.Record{}, false, nil
 	}
 	if err != nil {
-		return Record{}, false, err
+		return greylist.Record{}, false, err
 	}
-	return Record{FirstSeen: fromMS(first), LastSeen: fromMS(last), PassedAt: fromMS(passed), Attempts: attempts}, true, nil
+	return greylist.Record{FirstSeen: fromMS(first), LastSeen: fromMS(last), PassedAt: fromMS(passed), Attempts: attempts}, true, nil
 }
 
 func ms(t time.Time) int64 {

@@ -1,4 +1,4 @@
-package greylist
+package sqlitestore
 
 import (
 	"context"
@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/greymilter/greymilter/stats"
+	"github.com/greymilter/greymilter/greylist"
 )
 
-// CountsMaxAge is how long hourly decision counts are kept.
-const CountsMaxAge = 400 * 24 * time.Hour
-
-// AddCounts adds hourly decision counts (stats.Sink).
-func (s *SQLite) AddCounts(ctx context.Context, counts []stats.Count) error {
+// AddCounts adds hourly decision counts (greylist.Counter).
+func (s *Store) AddCounts(ctx context.Context, counts []greylist.Count) error {
 	return s.do(ctx, func(c *sql.Conn) error {
 		st, err := c.PrepareContext(ctx, `INSERT INTO decision_counts (hour, action, reason, n) VALUES (?, ?, ?, ?)
 			ON CONFLICT (hour, action, reason) DO UPDATE SET n = n + excluded.n`)
@@ -31,8 +28,8 @@ func (s *SQLite) AddCounts(ctx context.Context, counts []stats.Count) error {
 }
 
 // Counts returns the hourly decision counts from since on, oldest first.
-func (s *SQLite) Counts(ctx context.Context, since time.Time) ([]stats.Count, error) {
-	var out []stats.Count
+func (s *Store) Counts(ctx context.Context, since time.Time) ([]greylist.Count, error) {
+	var out []greylist.Count
 	err := s.read(ctx, func(q querier) error {
 		rows, err := q.QueryContext(ctx, `SELECT hour, action, reason, n FROM decision_counts WHERE hour >= ? ORDER BY hour, action, reason`, since.Unix()/3600)
 		if err != nil {
@@ -41,7 +38,7 @@ func (s *SQLite) Counts(ctx context.Context, since time.Time) ([]stats.Count, er
 		defer rows.Close()
 		for rows.Next() {
 			var hour int64
-			var c stats.Count
+			var c greylist.Count
 			if err := rows.Scan(&hour, &c.Action, &c.Reason, &c.N); err != nil {
 				return err
 			}
@@ -56,15 +53,10 @@ func (s *SQLite) Counts(ctx context.Context, since time.Time) ([]stats.Count, er
 	return out, nil
 }
 
-// Summary is what the store holds.
-type Summary struct {
-	Triplets, Passed, Clients, AutoWhitelisted int64
-}
-
 // Summary counts the store's contents; autoWhitelist is the number of
 // passes that makes a client auto-whitelisted.
-func (s *SQLite) Summary(ctx context.Context, autoWhitelist int) (Summary, error) {
-	var sum Summary
+func (s *Store) Summary(ctx context.Context, autoWhitelist int) (greylist.Summary, error) {
+	var sum greylist.Summary
 	err := s.read(ctx, func(q querier) error {
 		return q.QueryRowContext(ctx, `SELECT
 		(SELECT count(*) FROM triplets),

@@ -1,4 +1,4 @@
-package greylist
+package sqlitestore
 
 import (
 	"bufio"
@@ -13,21 +13,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/greymilter/greymilter/stats"
+	"github.com/greymilter/greymilter/greylist"
 )
 
-var testRules = Rules{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, MaxWait: 12 * time.Hour, MaxAge: 35 * 24 * time.Hour, PurgeUnverified: 48 * time.Hour}
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-func openers(t *testing.T) map[string]func() *SQLite {
-	return map[string]func() *SQLite{
-		"memory": func() *SQLite { return mustOpen(t, ":memory:") },
-		"file":   func() *SQLite { return mustOpen(t, filepath.Join(t.TempDir(), "g.db")) },
+var testRules = greylist.Rules{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, MaxWait: 12 * time.Hour, MaxAge: 35 * 24 * time.Hour, PurgeUnverified: 48 * time.Hour}
+
+func openers(t *testing.T) map[string]func() *Store {
+	return map[string]func() *Store{
+		"memory": func() *Store { return mustOpen(t, ":memory:") },
+		"file":   func() *Store { return mustOpen(t, filepath.Join(t.TempDir(), "g.db")) },
 	}
 }
 
-func mustOpen(t *testing.T, path string) *SQLite {
+func mustOpen(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := OpenSQLite(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +37,8 @@ func mustOpen(t *testing.T, path string) *SQLite {
 	return s
 }
 
-func key(i int) Key {
-	return Key{Client: fmt.Sprintf("192.0.%d.0/24", i%250), Sender: fmt.Sprintf("s%d@example.org", i), Recipient: "r@example.net"}
+func key(i int) greylist.Key {
+	return greylist.Key{Client: fmt.Sprintf("192.0.%d.0/24", i%250), Sender: fmt.Sprintf("s%d@example.org", i), Recipient: "r@example.net"}
 }
 
 func TestStoreAttemptLifecycle(t *testing.T) {
@@ -47,8 +49,8 @@ func TestStoreAttemptLifecycle(t *testing.T) {
 			k := key(1)
 			steps := []struct {
 				at   time.Duration
-				want Outcome
-			}{{0, New}, {time.Minute, EarlyRetry}, {6 * time.Minute, Passed}, {7 * time.Minute, Known}}
+				want greylist.Outcome
+			}{{0, greylist.New}, {time.Minute, greylist.EarlyRetry}, {6 * time.Minute, greylist.Passed}, {7 * time.Minute, greylist.Known}}
 			for _, st := range steps {
 				res, err := s.Attempt(ctx, k, testRules, t0.Add(st.at))
 				if err != nil {
@@ -82,7 +84,7 @@ func TestStoreConcurrentAttemptsAreAtomic(t *testing.T) {
 			s := open()
 			const n = 64
 			var wg sync.WaitGroup
-			outcomes := make(chan Outcome, n)
+			outcomes := make(chan greylist.Outcome, n)
 			for range n {
 				wg.Go(func() {
 					res, err := s.Attempt(context.Background(), key(7), testRules, t0)
@@ -95,11 +97,11 @@ func TestStoreConcurrentAttemptsAreAtomic(t *testing.T) {
 			}
 			wg.Wait()
 			close(outcomes)
-			count := map[Outcome]int{}
+			count := map[greylist.Outcome]int{}
 			for o := range outcomes {
 				count[o]++
 			}
-			if count[New] != 1 || count[EarlyRetry] != n-1 {
+			if count[greylist.New] != 1 || count[greylist.EarlyRetry] != n-1 {
 				t.Errorf("outcomes %v, want exactly one new and %d early retries", count, n-1)
 			}
 			rec, _, _ := s.Lookup(context.Background(), key(7))
@@ -167,7 +169,7 @@ func TestStorePurgeManyInBatches(t *testing.T) {
 	}
 }
 
-func mustAttempt(t *testing.T, s Store, k Key, at time.Time) Result {
+func mustAttempt(t *testing.T, s greylist.Store, k greylist.Key, at time.Time) greylist.Result {
 	t.Helper()
 	res, err := s.Attempt(context.Background(), k, testRules, at)
 	if err != nil {
@@ -178,7 +180,7 @@ func mustAttempt(t *testing.T, s Store, k Key, at time.Time) Result {
 
 func TestStoreReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "g.db")
-	s, err := OpenSQLite(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,11 +189,11 @@ func TestStoreReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Attempt(context.Background(), key(1), testRules, t0); err != ErrClosed {
-		t.Errorf("Attempt on a closed store: %v, want ErrClosed", err)
+	if _, err := s.Attempt(context.Background(), key(1), testRules, t0); err != greylist.ErrClosed {
+		t.Errorf("Attempt on a closed store: %v, want greylist.ErrClosed", err)
 	}
 	s2 := mustOpen(t, path)
-	if res := mustAttempt(t, s2, key(1), t0.Add(time.Hour)); res.Outcome != Known {
+	if res := mustAttempt(t, s2, key(1), t0.Add(time.Hour)); res.Outcome != greylist.Known {
 		t.Errorf("after reopen: %v, want known", res.Outcome)
 	}
 }
@@ -206,7 +208,7 @@ func TestStoreRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if s, err := OpenSQLite(path); err == nil {
+	if s, err := Open(path); err == nil {
 		s.Close()
 		t.Fatal("opened a database with a newer schema")
 	}
@@ -223,7 +225,7 @@ func TestCrashChild(t *testing.T) {
 	if path == "" {
 		t.Skip("run by TestStoreSurvivesKill")
 	}
-	s, err := OpenSQLite(path)
+	s, err := Open(path)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -307,7 +309,7 @@ func TestStoreSurvivesKill(t *testing.T) {
 
 func TestCloseLeavesNoWAL(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "g.db")
-	s, err := OpenSQLite(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +338,7 @@ func TestCloseLeavesNoWAL(t *testing.T) {
 // running and after a restart (when the index is filled from the file).
 func TestIndexAgreesWithDatabase(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "g.db")
-	s, err := OpenSQLite(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +358,7 @@ func TestIndexAgreesWithDatabase(t *testing.T) {
 	if _, err := s.Purge(ctx, testRules, t0.Add(36*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	check := func(s *SQLite, when string) {
+	check := func(s *Store, when string) {
 		t.Helper()
 		if !s.ix.ready.Load() {
 			t.Fatalf("%s: index not filled", when)
@@ -377,7 +379,7 @@ func TestIndexAgreesWithDatabase(t *testing.T) {
 			var passes int
 			var last int64
 			err = s.r.QueryRow(selClientSQL, k.Client).Scan(&passes, &last)
-			wantClient := ClientRecord{Passes: passes, LastSeen: fromMS(last)}
+			wantClient := greylist.ClientRecord{Passes: passes, LastSeen: fromMS(last)}
 			gotClient, found, _ := s.ix.client(k.Client)
 			if found != (err == nil) || found && gotClient != wantClient {
 				t.Fatalf("%s: client %s: index %v %+v, database %v %+v", when, k.Client, found, gotClient, err, wantClient)
@@ -397,7 +399,7 @@ func TestIndexAgreesWithDatabase(t *testing.T) {
 // wins over the older rows the fill reads.
 func TestIndexFillKeepsNewerWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "g.db")
-	s, err := OpenSQLite(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +414,7 @@ func TestIndexFillKeepsNewerWrites(t *testing.T) {
 	s2 := mustOpen(t, path)
 	// Race the fill: pass some triplets, purge nothing, then compare.
 	for i := 0; i < n; i += 97 {
-		if res := mustAttempt(t, s2, key(i), t0.Add(10*time.Minute)); res.Outcome != Passed {
+		if res := mustAttempt(t, s2, key(i), t0.Add(10*time.Minute)); res.Outcome != greylist.Passed {
 			t.Fatalf("triplet %d: %v, want passed", i, res.Outcome)
 		}
 	}
@@ -467,7 +469,7 @@ func TestCountsAndSummary(t *testing.T) {
 			<-s.fillDone
 			ctx := context.Background()
 			hour := t0.Truncate(time.Hour).UTC()
-			in := []stats.Count{{Hour: hour, Action: "greylist", Reason: "new", N: 3}, {Hour: hour, Action: "pass", Reason: "passed", N: 2}}
+			in := []greylist.Count{{Hour: hour, Action: "greylist", Reason: "new", N: 3}, {Hour: hour, Action: "pass", Reason: "passed", N: 2}}
 			if err := s.AddCounts(ctx, in); err != nil {
 				t.Fatal(err)
 			}
@@ -478,7 +480,7 @@ func TestCountsAndSummary(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := fmt.Sprint([]stats.Count{{Hour: hour, Action: "greylist", Reason: "new", N: 6}, in[1]}); fmt.Sprint(got) != want {
+			if want := fmt.Sprint([]greylist.Count{{Hour: hour, Action: "greylist", Reason: "new", N: 6}, in[1]}); fmt.Sprint(got) != want {
 				t.Errorf("counts %v, want %v", got, want)
 			}
 			mustAttempt(t, s, key(1), t0)
@@ -488,7 +490,7 @@ func TestCountsAndSummary(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sum != (Summary{Triplets: 2, Passed: 1, Clients: 1, AutoWhitelisted: 1}) {
+			if sum != (greylist.Summary{Triplets: 2, Passed: 1, Clients: 1, AutoWhitelisted: 1}) {
 				t.Errorf("summary %+v", sum)
 			}
 		})

@@ -1,4 +1,4 @@
-package greylist
+package sqlitestore
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/greymilter/greymilter/greylist"
 )
 
 // index is the SQLite store's copy in memory of every triplet and client,
@@ -25,7 +27,7 @@ type index struct {
 	shards  [indexShards]indexShard
 	clients struct {
 		sync.RWMutex
-		m map[string]ClientRecord
+		m map[string]greylist.ClientRecord
 	}
 	ready atomic.Bool
 
@@ -51,17 +53,17 @@ type memRecord struct {
 	attempts     int32
 }
 
-func toMem(r Record) memRecord {
+func toMem(r greylist.Record) memRecord {
 	return memRecord{first: ms(r.FirstSeen), last: seconds(r.LastSeen), passed: seconds(r.PassedAt), attempts: int32(r.Attempts)}
 }
 
 // fromDB builds a memRecord from the database's milliseconds.
 func fromDB(first, last, passed int64, attempts int32) memRecord {
-	return toMem(Record{FirstSeen: fromMS(first), LastSeen: fromMS(last), PassedAt: fromMS(passed), Attempts: int(attempts)})
+	return toMem(greylist.Record{FirstSeen: fromMS(first), LastSeen: fromMS(last), PassedAt: fromMS(passed), Attempts: int(attempts)})
 }
 
-func (m memRecord) record() Record {
-	r := Record{FirstSeen: fromMS(m.first), Attempts: int(m.attempts)}
+func (m memRecord) record() greylist.Record {
+	r := greylist.Record{FirstSeen: fromMS(m.first), Attempts: int(m.attempts)}
 	if m.last != 0 {
 		r.LastSeen = time.Unix(int64(m.last), 0)
 	}
@@ -82,11 +84,11 @@ func seconds(t time.Time) uint32 {
 
 func newIndex() *index {
 	ix := &index{seed: maphash.MakeSeed(), tombstones: map[uint64]struct{}{}, clientTomb: map[string]struct{}{}}
-	ix.clients.m = make(map[string]ClientRecord)
+	ix.clients.m = make(map[string]greylist.ClientRecord)
 	return ix
 }
 
-func (ix *index) hash(k Key) uint64 {
+func (ix *index) hash(k greylist.Key) uint64 {
 	var h maphash.Hash
 	h.SetSeed(ix.seed)
 	h.WriteString(k.Client)
@@ -109,7 +111,7 @@ func (ix *index) triplet(h uint64) (rec memRecord, found, sure bool) {
 	return rec, found, found || ix.ready.Load()
 }
 
-func (ix *index) client(c string) (rec ClientRecord, found, sure bool) {
+func (ix *index) client(c string) (rec greylist.ClientRecord, found, sure bool) {
 	ix.clients.RLock()
 	rec, found = ix.clients.m[c]
 	ix.clients.RUnlock()
@@ -122,7 +124,7 @@ type change struct {
 	h       uint64
 	client  string // set for a client change
 	rec     memRecord
-	crec    ClientRecord
+	crec    greylist.ClientRecord
 	deleted bool
 }
 
@@ -186,7 +188,7 @@ func (ix *index) fill(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	defer rows.Close()
-	var k Key
+	var k greylist.Key
 	var first, last, passed int64
 	var attempts int32
 	for rows.Next() {
@@ -223,7 +225,7 @@ func (ix *index) fill(ctx context.Context, db *sql.DB) error {
 		if _, gone := ix.clientTomb[c]; !gone {
 			ix.clients.Lock()
 			if _, ok := ix.clients.m[c]; !ok {
-				ix.clients.m[c] = ClientRecord{Passes: passes, LastSeen: fromMS(last)}
+				ix.clients.m[c] = greylist.ClientRecord{Passes: passes, LastSeen: fromMS(last)}
 			}
 			ix.clients.Unlock()
 		}
@@ -243,4 +245,4 @@ func (ix *index) fill(ctx context.Context, db *sql.DB) error {
 }
 
 // Ready tells whether the in-memory index is complete (for tests and benchmarks).
-func (s *SQLite) Ready() bool { return s.ix.ready.Load() }
+func (s *Store) Ready() bool { return s.ix.ready.Load() }

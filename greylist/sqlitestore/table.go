@@ -1,4 +1,4 @@
-package greylist
+package sqlitestore
 
 import "math/bits"
 

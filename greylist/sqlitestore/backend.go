@@ -1,0 +1,20 @@
+package sqlitestore
+
+import (
+	"context"
+	"strings"
+
+	"github.com/greymilter/greymilter/greylist"
+)
+
+// SQLite is the embedded default: any DSN that is not a URL is a file
+// path, or ":memory:".
+func init() {
+	greylist.Register(greylist.Backend{
+		Name:  "sqlite",
+		Match: func(dsn string) bool { return !strings.Contains(dsn, "://") },
+		Open: func(_ context.Context, dsn string, _ greylist.Options) (greylist.Store, error) {
+			return Open(dsn)
+		},
+	})
+}
