@@ -1,0 +1,65 @@
+package sqlitestore
+
+import (
+	"database/sql"
+	"fmt"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+// migrations are applied in order; PRAGMA user_version counts those done.
+var migrations = []string{
+	`CREATE TABLE triplets (
+		client     TEXT NOT NULL,
+		sender     TEXT NOT NULL,
+		recipient  TEXT NOT NULL,
+		first_seen INTEGER NOT NULL, -- unix milliseconds
+		last_seen  INTEGER NOT NULL,
+		passed_at  INTEGER NOT NULL DEFAULT 0,
+		attempts   INTEGER NOT NULL DEFAULT 1,
+		PRIMARY KEY (client, sender, recipient)
+	) WITHOUT ROWID;
+	CREATE INDEX triplets_last_seen ON triplets (last_seen);
+	CREATE INDEX triplets_unverified ON triplets (first_seen) WHERE passed_at = 0;
+	CREATE TABLE clients (
+		client    TEXT PRIMARY KEY,
+		passes    INTEGER NOT NULL,
+		last_seen INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX clients_last_seen ON clients (last_seen);`,
+	`CREATE TABLE decision_counts (
+		hour   INTEGER NOT NULL, -- unix hour
+		action TEXT NOT NULL,
+		reason TEXT NOT NULL,
+		n      INTEGER NOT NULL,
+		PRIMARY KEY (hour, action, reason)
+	) WITHOUT ROWID;`,
+}
+
+func migrate(db *sql.DB) error {
+	var version int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this greymilter knows (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
