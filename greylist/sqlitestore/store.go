@@ -1,3 +1,6 @@
+// Package sqlitestore is greymilter's embedded default store: an SQLite
+// file (or :memory:) written by one goroutine with group commit, and read
+// through an in-memory index of every triplet and client.
 package sqlitestore
 
 import (
@@ -7,8 +10,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
 	"github.com/greymilter/greymilter/greylist"
 )
