@@ -14,9 +14,11 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/greymilter ./cmd/greymilter
 
-# Runs greymilter on inet:127.0.0.1:10029 with a SQLite file in this directory.
+# Runs greymilter on inet:127.0.0.1:10029 with a SQLite file in this
+# directory. --allow-root: a first trial is often run as root on a fresh
+# machine; a real installation uses --user (see README).
 run: build
-	$(BIN)/greymilter --db greymilter.db
+	$(BIN)/greymilter --db greymilter.db --allow-root
 
 test:
 	$(GO) vet ./...

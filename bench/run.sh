@@ -178,7 +178,7 @@ done
 DNS=$(head -1 "$OUT/nulldns.addr")
 [ -n "$DNS" ] || { echo "bench: nulldns did not start" >&2; exit 1; }
 
-greymilter_flags=(--delay "${DELAY}s" --auto-whitelist-clients 0 --dns "$DNS")
+greymilter_flags=(--delay "${DELAY}s" --auto-whitelist-clients 0 --dns "$DNS" --allow-root)
 
 # ---- the table -------------------------------------------------------
 

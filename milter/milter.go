@@ -29,6 +29,10 @@ type Server struct {
 	log     *slog.Logger
 	srv     *gomilter.Server
 
+	// Limits bound each MTA connection; set them before Serve. Zero fields
+	// take DefaultLimits.
+	Limits Limits
+
 	// inFlight is held shared by every decision; Shutdown takes it
 	// exclusively to wait for the decisions under way.
 	inFlight sync.RWMutex
@@ -52,9 +56,10 @@ func New(d Decider, log *slog.Logger) *Server {
 	return s
 }
 
-// Serve accepts MTA connections on ln until Shutdown.
+// Serve accepts MTA connections on ln until Shutdown. Each connection is
+// read under s.Limits.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(ln)
+	err := s.srv.Serve(limitedListener{Listener: ln, limits: s.Limits.withDefaults(), log: s.log})
 	if err == gomilter.ErrServerClosed {
 		return nil
 	}

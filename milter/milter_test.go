@@ -21,6 +21,12 @@ import (
 // in-memory SQLite store) behind the milter server on a loopback port.
 func startServer(t *testing.T) (addr string, clock *clocktest.Clock) {
 	t.Helper()
+	return startServerLimits(t, Limits{})
+}
+
+// startServerLimits is startServer with connection limits.
+func startServerLimits(t *testing.T, limits Limits) (addr string, clock *clocktest.Clock) {
+	t.Helper()
 	store, err := sqlitestore.Open(":memory:")
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +43,7 @@ func startServer(t *testing.T) (addr string, clock *clocktest.Clock) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := engine.New(engine.Options{Clock: clock, Logger: log}, &engine.Bypass{}, g.KnownStep(), g.GreylistStep())
 	srv := New(e, log)
+	srv.Limits = limits
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -25,7 +26,6 @@ import (
 	"github.com/greymilter/greymilter/greylist"
 	_ "github.com/greymilter/greymilter/greylist/sqlitestore" // the embedded default store
 	"github.com/greymilter/greymilter/internal/sockaddr"
-	"github.com/greymilter/greymilter/milter"
 	"github.com/greymilter/greymilter/stats"
 )
 
@@ -65,7 +65,10 @@ const (
 type module struct {
 	name     string
 	addFlags func(fs *pflag.FlagSet)
-	build    func(ctx context.Context, a *app) error
+	// listen, if set, binds the module's sockets; it runs before
+	// privileges are dropped (privileges.go), build after.
+	listen func(ctx context.Context, a *app) error
+	build  func(ctx context.Context, a *app) error
 }
 
 var modules []module
@@ -87,6 +90,8 @@ type app struct {
 	greylist   *greylist.Greylist
 	engine     *engine.Engine
 	milterAddr sockaddr.Addr
+	milterLn   net.Listener
+	runAs      *identity // the --user switched to, or nil
 	// dnsResolver is shared by every DNS lookup; use a.resolver() (dnsbl.go).
 	dnsResolver *dnsbl.Resolver
 }
@@ -297,9 +302,12 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	if err != nil {
 		return nil, configError(err)
 	}
+	if err := a.bindAndDrop(ctx, c); err != nil {
+		return a, err
+	}
 	store, err := greylist.Open(ctx, c.db, greylist.Options{Timeout: c.dbTimeout, CacheTTL: c.dbCacheTTL, Log: logger})
 	if err != nil {
-		return nil, err
+		return a, err // a closes the sockets already bound
 	}
 	a.onClose(store.Close)
 	counter, ok := store.(greylist.Counter)
@@ -339,17 +347,7 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 		}
 		return a, nil
 	}
-	addr, _ := sockaddr.Parse(c.socket)
-	ln, err := sockaddr.Listen(ctx, addr, os.FileMode(c.socketMode))
-	if err != nil {
-		return a, err
-	}
-	if addr.Network != "unix" {
-		addr.Address = ln.Addr().String() // the real port when asked for port 0
-	}
-	a.milterAddr = addr
-	ms := milter.New(a.engine, logger)
-	a.addService(service{name: "milter " + addr.String(), serve: func() error { return ms.Serve(ln) }, shutdown: ms.Shutdown})
+	a.serveMilter()
 	return a, nil
 }
 

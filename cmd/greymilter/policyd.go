@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"net"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/internal/listener"
 	"github.com/greymilter/greymilter/internal/sockaddr"
 	"github.com/greymilter/greymilter/policyd"
 )
@@ -18,7 +19,7 @@ import (
 // store as the milter, off unless --policy-socket is given.
 func init() {
 	var f policyFlags
-	register(module{name: "policy", addFlags: f.add, build: f.build})
+	register(module{name: "policy", addFlags: f.add, listen: f.listen, build: f.build})
 }
 
 type policyFlags struct {
@@ -26,6 +27,11 @@ type policyFlags struct {
 	mode            modeValue
 	idleTimeout     time.Duration
 	closeAfterReply bool
+	group           string
+
+	// set by listen
+	ln   net.Listener
+	addr sockaddr.Addr
 }
 
 func (f *policyFlags) add(fs *pflag.FlagSet) {
@@ -33,10 +39,13 @@ func (f *policyFlags) add(fs *pflag.FlagSet) {
 	f.mode = 0o660
 	fs.Var(&f.mode, "policy-socket-mode", "permissions of a unix policy socket (postgrey's default is 0666)")
 	fs.Var(newDuration(&f.idleTimeout, policyd.DefaultIdleTimeout), "policy-idle-timeout", "close a policy connection when no whole request came for this long; keep it above Postfix's smtpd_policy_service_max_idle (300s)")
+	fs.StringVar(&f.group, "policy-socket-group", "", "group of a unix policy socket, e.g. postfix (name or number)")
 	fs.BoolVar(&f.closeAfterReply, "policy-close-after-reply", false, "close the policy connection after each answer, for Exim's ${readsocket} (postgrey's --exim)")
 }
 
-func (f *policyFlags) build(ctx context.Context, a *app) error {
+// listen binds the policy socket, before privileges are dropped.
+func (f *policyFlags) listen(ctx context.Context, a *app) error {
+	f.ln = nil
 	if f.socket == "" {
 		return nil
 	}
@@ -47,7 +56,11 @@ func (f *policyFlags) build(ctx context.Context, a *app) error {
 	if f.idleTimeout <= 0 {
 		return configError(fmt.Errorf("--policy-idle-timeout: must be more than 0"))
 	}
-	ln, err := sockaddr.Listen(ctx, addr, os.FileMode(f.mode))
+	perm, err := a.socketPerm(f.mode, f.group, "--policy-socket-group")
+	if err != nil {
+		return err
+	}
+	ln, err := sockaddr.ListenPerm(ctx, addr, perm)
 	if err != nil {
 		return fmt.Errorf("--policy-socket: %w", err)
 	}
@@ -55,6 +68,15 @@ func (f *policyFlags) build(ctx context.Context, a *app) error {
 		addr.Address = ln.Addr().String() // the real port when asked for port 0
 	}
 	a.onClose(func() error { ln.Close(); return nil })
+	f.ln, f.addr = listener.New(ln, front.maxConnections, a.log, "policy"), addr
+	return nil
+}
+
+func (f *policyFlags) build(ctx context.Context, a *app) error {
+	if f.ln == nil {
+		return nil
+	}
+	ln, addr := f.ln, f.addr
 	srv := policyd.New(policyd.Config{
 		// The engine is built after the modules have added their steps.
 		Decider:         appDecider{a},

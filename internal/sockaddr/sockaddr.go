@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Addr is a parsed socket address.
@@ -84,8 +85,23 @@ func parseInet(orig, network, rest string) (Addr, error) {
 
 // Listen listens on a. For a unix socket a stale socket file is replaced
 // (but not a regular file: that is an error) and mode, if not zero, is
-// applied so that the MTA's user can connect.
+// the socket's permissions, so that the MTA's user can connect.
 func Listen(ctx context.Context, a Addr, mode fs.FileMode) (net.Listener, error) {
+	return ListenPerm(ctx, a, Perm{Mode: mode, UID: -1, GID: -1})
+}
+
+// Perm is who may connect to a unix socket.
+type Perm struct {
+	Mode     fs.FileMode // permission bits; 0 leaves them to the umask
+	UID, GID int         // owner and group; -1 leaves each as created
+}
+
+// ListenPerm is Listen with a unix socket's owner and group as well. The
+// socket is created with perm.Mode from the start (the umask is set around
+// bind) and only then given its owner and group, so that it is never open
+// wider than asked, not even for a moment. The umask is process-wide:
+// call it at start, before anything else creates files.
+func ListenPerm(ctx context.Context, a Addr, perm Perm) (net.Listener, error) {
 	var lc net.ListenConfig
 	if a.Network != "unix" {
 		ln, err := lc.Listen(ctx, a.Network, a.Address)
@@ -97,12 +113,16 @@ func Listen(ctx context.Context, a Addr, mode fs.FileMode) (net.Listener, error)
 	if err := removeStale(a.Address); err != nil {
 		return nil, err
 	}
+	if perm.Mode != 0 {
+		old := syscall.Umask(int(^perm.Mode.Perm() & 0o777))
+		defer syscall.Umask(old)
+	}
 	ln, err := lc.Listen(ctx, "unix", a.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", a, err)
 	}
-	if mode != 0 {
-		if err := os.Chmod(a.Address, mode); err != nil {
+	if perm.UID >= 0 || perm.GID >= 0 {
+		if err := os.Chown(a.Address, perm.UID, perm.GID); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("listen %s: %w", a, err)
 		}

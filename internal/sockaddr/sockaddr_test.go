@@ -4,7 +4,10 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -82,5 +85,36 @@ func TestListenRefusesRegularFile(t *testing.T) {
 	}
 	if _, err := Listen(context.Background(), Addr{Network: "unix", Address: path}, 0); err == nil {
 		t.Fatal("Listen replaced a regular file")
+	}
+}
+
+func TestListenPermSetsModeAndGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a socket to another group needs root")
+	}
+	g, err := user.LookupGroup("nogroup")
+	if err != nil {
+		t.Skip("no group nogroup:", err)
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	// A permissive umask must not leak into the socket's mode.
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	path := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := ListenPerm(context.Background(), Addr{Network: "unix", Address: path}, Perm{Mode: 0o660, UID: -1, GID: gid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o660 || int(st.Gid) != gid || st.Uid != 0 {
+		t.Errorf("socket %v uid %d gid %d, want 0660 uid 0 gid %d", fi.Mode().Perm(), st.Uid, st.Gid, gid)
+	}
+	if now := syscall.Umask(0); now != 0 {
+		t.Errorf("umask left at %o", now)
 	}
 }

@@ -151,7 +151,7 @@ func TestT20ListsBadFileAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "--db", ":memory:", "-s", "inet:127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--whitelist-clients", bad)
+	cmd := exec.Command(bin, "--allow-root", "--db", ":memory:", "-s", "inet:127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--whitelist-clients", bad)
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	if code := cmd.ProcessState.ExitCode(); code != 2 {

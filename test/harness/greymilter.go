@@ -106,7 +106,7 @@ type GreymilterProcess struct {
 // Greymilter starts the real greymilter binary listening on a free loopback
 // port with a file database in the test's temp dir:
 //
-//	greymilter -s inet:127.0.0.1:PORT --db DIR/greymilter.db [--dns 127.0.0.1:DEAD] ARGS...
+//	greymilter -s inet:127.0.0.1:PORT --db DIR/greymilter.db [--dns 127.0.0.1:DEAD] [--allow-root] ARGS...
 //
 // and waits until it accepts connections. Flags in args come last, so they
 // win over the harness's (e.g. --db :memory:). A socket given in args (-s,
@@ -114,7 +114,8 @@ type GreymilterProcess struct {
 // [GreymilterProcess.Socket] names it. Unless args name DNS servers
 // (--dns), greymilter is given a loopback port where no DNS server listens:
 // no test asks the outside world, and lookups (SPF, reverse names) fail at
-// once so that their steps abstain. The process is stopped with SIGTERM
+// once so that their steps abstain. Run as root, greymilter is given
+// --allow-root unless args say --user or --allow-root. The process is stopped with SIGTERM
 // when the test ends; if the test failed its log is written to the test
 // log.
 func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
@@ -149,6 +150,10 @@ func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
 	if _, ok := flagValue(args, "--dns"); !ok {
 		args = append([]string{"--dns", deadDNS(t)}, args...)
 	}
+	if os.Geteuid() == 0 && !hasFlag(args, "--user", "--allow-root") {
+		// Tests run as root; greymilter refuses root unless told.
+		args = append([]string{"--allow-root"}, args...)
+	}
 	g.Args = append([]string{"--db", g.DB}, args...)
 	g.bin = GreymilterBinary(t)
 	t.Cleanup(func() {
@@ -177,6 +182,19 @@ func flagValue(args []string, names ...string) (value string, ok bool) {
 		}
 	}
 	return value, ok
+}
+
+// hasFlag reports whether args give one of the flags, with or without a
+// value.
+func hasFlag(args []string, names ...string) bool {
+	for _, a := range args {
+		for _, n := range names {
+			if a == n || strings.HasPrefix(a, n+"=") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // deadDNS returns a loopback UDP address where nothing listens: a query
