@@ -322,6 +322,20 @@ func (g *GreymilterProcess) PolicyAddr() string {
 	return addr
 }
 
+// PID is the process id of the running greymilter (to read /proc/PID or
+// set its limits with prlimit).
+func (g *GreymilterProcess) PID() int { return g.cmd.Process.Pid }
+
+// Exited reports whether greymilter has exited, and its exit status then.
+func (g *GreymilterProcess) Exited() (bool, error) {
+	select {
+	case <-g.done:
+		return true, g.err
+	default:
+		return false, nil
+	}
+}
+
 func (g *GreymilterProcess) running() bool {
 	select {
 	case <-g.done:

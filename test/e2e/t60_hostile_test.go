@@ -1,0 +1,358 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+
+	"github.com/greymilter/greymilter/test/harness"
+)
+
+// Hostile milter and policy clients against the real binary: too many
+// connections, idle ones, half-sent packets with huge declared lengths,
+// and a file-descriptor limit below the number of connections.
+
+// milterSession opens a milter session as Postfix does and asks about one
+// recipient; it returns the SMTP code of the answer (0 for continue).
+func milterSession(network, addr, client, rcpt string) (int, error) {
+	c := gomilter.NewClientWithOptions(network, addr, gomilter.ClientOptions{
+		Dialer:       &net.Dialer{Timeout: 5 * time.Second},
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 10 * time.Second,
+		ActionMask:   gomilter.OptAddHeader,
+		ProtocolMask: gomilter.OptNoBody | gomilter.OptNoHeaders | gomilter.OptNoEOH,
+	})
+	s, err := c.Session()
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	if _, err := s.Conn("mail.example.org", gomilter.FamilyInet, 25, client); err != nil {
+		return 0, err
+	}
+	if _, err := s.Helo("mail.example.org"); err != nil {
+		return 0, err
+	}
+	if _, err := s.Mail("<alice@client.example>", nil); err != nil {
+		return 0, err
+	}
+	a, err := s.Rcpt("<"+rcpt+">", nil)
+	if err != nil {
+		return 0, err
+	}
+	return a.SMTPCode, nil
+}
+
+// negotiated opens a milter connection and completes the option
+// negotiation on it, which proves greymilter serves it; it stays open.
+func negotiated(t *testing.T, addr string) *gomilter.ClientSession {
+	t.Helper()
+	c := gomilter.NewClientWithOptions("tcp", addr, gomilter.ClientOptions{
+		Dialer: &net.Dialer{Timeout: 5 * time.Second}, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		ActionMask: gomilter.OptAddHeader, ProtocolMask: gomilter.OptNoBody | gomilter.OptNoHeaders | gomilter.OptNoEOH,
+	})
+	s, err := c.Session()
+	if err != nil {
+		t.Fatalf("milter negotiation: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// closedByServer reports whether the server closes c within d.
+func closedByServer(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+func dialTCP(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// procStatus reads one field of /proc/PID/status ("VmRSS", "Uid").
+func procStatus(t *testing.T, pid int, field string) string {
+	t.Helper()
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("/proc/%d/status has no %s", pid, field)
+	return ""
+}
+
+// rssKB is the resident set size of pid in kB.
+func rssKB(t *testing.T, pid int) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSuffix(procStatus(t, pid, "VmRSS"), " kB"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func stillRunning(t *testing.T, gm *harness.GreymilterProcess) {
+	t.Helper()
+	if exited, err := gm.Exited(); exited {
+		t.Fatalf("greymilter exited: %v\n%s", err, gm.Log())
+	}
+}
+
+// TestT60MaxConnections: over --max-connections, new milter and policy
+// connections are closed at once (the MTA applies its default action to
+// that session without waiting), those within keep being served, and a
+// freed slot is used again.
+func TestT60MaxConnections(t *testing.T) {
+	t.Parallel()
+	const max = 20
+	gm := harness.Greymilter(t, "--max-connections", strconv.Itoa(max), "--policy-socket", "inet:127.0.0.1:0")
+
+	held := make([]*gomilter.ClientSession, max)
+	for i := range held {
+		held[i] = negotiated(t, gm.Addr)
+	}
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		if !closedByServer(dialTCP(t, gm.Addr), 3*time.Second) {
+			t.Fatalf("milter connection %d over the limit still open after 3s", max+i+1)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("over the limit: closed after %v, want at once", took)
+		}
+	}
+	gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], "milter: connection limit reached") })
+
+	// The sessions within the limit are still served.
+	if code, err := func() (int, error) {
+		s := held[0]
+		if _, err := s.Conn("mail.example.org", gomilter.FamilyInet, 25, "192.0.2.60"); err != nil {
+			return 0, err
+		}
+		if _, err := s.Mail("<alice@client.example>", nil); err != nil {
+			return 0, err
+		}
+		a, err := s.Rcpt("<t60-held@"+harness.Domain+">", nil)
+		return a.SMTPCode, err
+	}(); err != nil || code != 451 {
+		t.Fatalf("held session: code %d, %v; want 451", code, err)
+	}
+	// A freed slot serves a new session.
+	held[1].Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, err := milterSession("tcp", gm.Addr, "192.0.2.61", "t60-new@"+harness.Domain)
+		if err == nil && code == 451 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no session served after a slot was freed: %d %v", code, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The policy front end has its own cap of the same size.
+	paddr := gm.PolicyAddr()
+	for i := 0; i < max; i++ {
+		c := dialTCP(t, paddr)
+		if _, err := c.Write([]byte("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.62\nsender=a@client.example\nrecipient=t60-policy@" + harness.Domain + "\n\n")); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "action=") {
+			t.Fatalf("policy connection %d within the limit: %q %v", i+1, line, err)
+		}
+	}
+	if !closedByServer(dialTCP(t, paddr), 3*time.Second) {
+		t.Fatal("policy connection over the limit still open after 3s")
+	}
+	gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], "policy: connection limit reached") })
+	stillRunning(t, gm)
+}
+
+// TestT60IdleConnectionsClosed: milter connections that send nothing for
+// --milter-idle-timeout are closed (and their slots freed); before that
+// they stay open.
+func TestT60IdleConnectionsClosed(t *testing.T) {
+	t.Parallel()
+	gm := harness.Greymilter(t, "--milter-idle-timeout", "2s", "--max-connections", "10")
+	conns := make([]net.Conn, 10)
+	for i := range conns {
+		conns[i] = dialTCP(t, gm.Addr)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	closedAt := make([]time.Duration, len(conns))
+	for i, c := range conns {
+		wg.Go(func() {
+			if closedByServer(c, 20*time.Second) {
+				closedAt[i] = time.Since(start)
+			}
+		})
+	}
+	wg.Wait()
+	for i, d := range closedAt {
+		if d == 0 {
+			t.Fatalf("idle connection %d still open after 20s", i)
+		}
+		if d < 1500*time.Millisecond {
+			t.Fatalf("idle connection %d closed after %v, before the 2s idle timeout", i, d)
+		}
+	}
+	t.Logf("10 idle connections closed after %v to %v (idle timeout 2s)", minDur(closedAt), maxDur(closedAt))
+	// Their slots are free again.
+	if code, err := milterSession("tcp", gm.Addr, "192.0.2.63", "t60-idle@"+harness.Domain); err != nil || code != 451 {
+		t.Fatalf("after the idle ones were closed: %d %v", code, err)
+	}
+}
+
+func minDur(ds []time.Duration) time.Duration {
+	m := ds[0]
+	for _, d := range ds {
+		m = min(m, d)
+	}
+	return m
+}
+
+func maxDur(ds []time.Duration) time.Duration {
+	m := ds[0]
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
+
+// TestT60HugePacketsKeepRSSBounded: 150 connections each declaring a
+// packet of 1 MiB - 1 and sending a few bytes of it are closed without the
+// megabyte being allocated; 150 more each half-sending a packet just under
+// the 64 KiB cap are held only until the packet timeout. RSS stays within
+// a few MB, and greymilter keeps answering.
+func TestT60HugePacketsKeepRSSBounded(t *testing.T) {
+	t.Parallel()
+	gm := harness.Greymilter(t)
+	if code, err := milterSession("tcp", gm.Addr, "192.0.2.64", "t60-warm@"+harness.Domain); err != nil || code != 451 {
+		t.Fatalf("warm-up session: %d %v", code, err)
+	}
+	before := rssKB(t, gm.PID())
+
+	attack := func(length uint32) []net.Conn {
+		conns := make([]net.Conn, 150)
+		for i := range conns {
+			c := dialTCP(t, gm.Addr)
+			var hdr [4]byte
+			binary.BigEndian.PutUint32(hdr[:], length)
+			if _, err := c.Write(append(hdr[:], 'O', 0, 0, 0, 6)); err != nil {
+				t.Fatal(err)
+			}
+			conns[i] = c
+		}
+		return conns
+	}
+	huge := attack(1<<20 - 1)
+	time.Sleep(time.Second)
+	afterHuge := rssKB(t, gm.PID())
+	for i, c := range huge {
+		if !closedByServer(c, 5*time.Second) {
+			t.Fatalf("connection %d with a 1 MiB packet still open after 5s", i)
+		}
+	}
+	gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], "oversized packet") })
+
+	under := attack(64<<10 - 1)
+	time.Sleep(time.Second)
+	afterUnder := rssKB(t, gm.PID())
+	t.Logf("RSS: %d kB before, %d kB after 150 x 1 MiB-1 declared, %d kB after 150 x 64 KiB-1 half sent", before, afterHuge, afterUnder)
+	// go-milter alone took RSS from 12 to 168 MB with the first attack.
+	if afterHuge-before > 16<<10 {
+		t.Errorf("RSS grew %d kB under 150 huge declared packets, want under 16 MB", afterHuge-before)
+	}
+	if afterUnder-before > 40<<10 {
+		t.Errorf("RSS grew %d kB under 150 half-sent 64 KiB packets, want under 40 MB", afterUnder-before)
+	}
+	if code, err := milterSession("tcp", gm.Addr, "192.0.2.65", "t60-after@"+harness.Domain); err != nil || code != 451 {
+		t.Fatalf("session during the attack: %d %v", code, err)
+	}
+	for _, c := range under {
+		c.Close()
+	}
+	stillRunning(t, gm)
+}
+
+// TestT60FileDescriptorLimit: with RLIMIT_NOFILE (set with prlimit on the
+// running process) below the number of connections, accept fails with
+// EMFILE; greymilter backs off and goes on instead of exiting, and once
+// descriptors are free again a new session is answered.
+func TestT60FileDescriptorLimit(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "prlimit")
+	gm := harness.Greymilter(t)
+	pid := gm.PID()
+	base := openFDs(t, pid)
+	limit := base + 10
+	if out, err := exec.Command("prlimit", "--pid", strconv.Itoa(pid), "--nofile="+strconv.Itoa(limit)+":"+strconv.Itoa(limit)).CombinedOutput(); err != nil {
+		t.Fatalf("prlimit: %v\n%s", err, out)
+	}
+	conns := make([]net.Conn, 40)
+	for i := range conns {
+		conns[i] = dialTCP(t, gm.Addr)
+	}
+	gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], "milter: accept failed") })
+	time.Sleep(2 * time.Second)
+	stillRunning(t, gm)
+	t.Logf("open files %d at start, limit %d, %d with 40 connections", base, limit, openFDs(t, pid))
+
+	// Free the descriptors: a new session is answered.
+	for _, c := range conns {
+		c.Close()
+	}
+	start := time.Now()
+	deadline := start.Add(20 * time.Second)
+	for {
+		code, err := milterSession("tcp", gm.Addr, "192.0.2.66", "t60-fd@"+harness.Domain)
+		if err == nil && code == 451 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no session answered 20s after descriptors were freed: %d %v\n%s", code, err, gm.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("answered %v after the 40 connections closed", time.Since(start).Round(time.Millisecond))
+	gm.WaitRecord(func(r harness.LogRecord) bool {
+		return strings.Contains(r["msg"], "milter: accepting connections again")
+	})
+	stillRunning(t, gm)
+}
