@@ -29,6 +29,11 @@ type PostfixOptions struct {
 	// put in smtpd_recipient_restrictions, e.g. "inet:127.0.0.1:PORT".
 	// Empty: no policy service.
 	PolicyService string
+	// ChrootSMTPD runs smtpd chrooted in the queue directory, as Debian's
+	// default master.cf does: a unix milter socket must then lie under
+	// QueueDir, and smtpd_milters names it relative to it
+	// ("unix:/greymilter/greymilter.sock").
+	ChrootSMTPD bool
 	// MainCF holds extra main.cf lines, appended last so that they override
 	// the harness's own settings.
 	MainCF []string
@@ -107,9 +112,13 @@ func Postfix(t testing.TB, opts PostfixOptions) *PostfixInstance {
 		}
 	}
 
+	chroot := "n"
+	if opts.ChrootSMTPD {
+		chroot = "y"
+	}
 	files := map[string]string{
 		"main.cf":   p.mainCF(dataDir, mailbox, opts),
-		"master.cf": fmt.Sprintf(masterCF, p.Addr),
+		"master.cf": fmt.Sprintf(masterCF, p.Addr, chroot),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(p.ConfigDir, name), []byte(content), 0o644); err != nil {
@@ -222,8 +231,9 @@ milter_content_timeout = 10s
 `
 
 // The harness's master.cf: smtpd on the instance's port, the daemons a local
-// delivery needs, nothing chrooted. %s is the smtpd address.
-const masterCF = `%s inet n - n - - smtpd
+// delivery needs, nothing chrooted but smtpd when asked. %s is the smtpd
+// address, then y or n for smtpd's chroot.
+const masterCF = `%s inet n - %s - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
