@@ -313,12 +313,13 @@ func TestT60HugePacketsKeepRSSBounded(t *testing.T) {
 
 // TestT60FileDescriptorLimit: with RLIMIT_NOFILE (set with prlimit on the
 // running process) below the number of connections, accept fails with
-// EMFILE; greymilter backs off and goes on instead of exiting, and once
-// descriptors are free again a new session is answered.
+// EMFILE on both front ends; greymilter backs off and goes on instead of
+// exiting, and once descriptors are free again both answer.
 func TestT60FileDescriptorLimit(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "prlimit")
-	gm := harness.Greymilter(t)
+	gm := harness.Greymilter(t, "--policy-socket", "inet:127.0.0.1:0")
+	paddr := gm.PolicyAddr()
 	pid := gm.PID()
 	base := openFDs(t, pid)
 	limit := base + 10
@@ -327,14 +328,20 @@ func TestT60FileDescriptorLimit(t *testing.T) {
 	}
 	conns := make([]net.Conn, 40)
 	for i := range conns {
-		conns[i] = dialTCP(t, gm.Addr)
+		addr := gm.Addr
+		if i >= 30 {
+			addr = paddr
+		}
+		conns[i] = dialTCP(t, addr)
 	}
-	gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], "milter: accept failed") })
+	for _, fe := range []string{"milter", "policy"} {
+		gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], fe+": accept failed") })
+	}
 	time.Sleep(2 * time.Second)
 	stillRunning(t, gm)
-	t.Logf("open files %d at start, limit %d, %d with 40 connections", base, limit, openFDs(t, pid))
+	t.Logf("open files %d at start, limit %d, %d with 30 milter and 10 policy connections", base, limit, openFDs(t, pid))
 
-	// Free the descriptors: a new session is answered.
+	// Free the descriptors: both front ends answer again.
 	for _, c := range conns {
 		c.Close()
 	}
@@ -346,13 +353,21 @@ func TestT60FileDescriptorLimit(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no session answered 20s after descriptors were freed: %d %v\n%s", code, err, gm.Log())
+			t.Fatalf("no milter session answered 20s after descriptors were freed: %d %v\n%s", code, err, gm.Log())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("answered %v after the 40 connections closed", time.Since(start).Round(time.Millisecond))
-	gm.WaitRecord(func(r harness.LogRecord) bool {
-		return strings.Contains(r["msg"], "milter: accepting connections again")
-	})
+	t.Logf("milter answered %v after the connections closed", time.Since(start).Round(time.Millisecond))
+	c := dialTCP(t, paddr)
+	if _, err := c.Write([]byte("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.67\nsender=a@client.example\nrecipient=t60-fd-policy@" + harness.Domain + "\n\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "action=") {
+		t.Fatalf("policy after descriptors were freed: %q %v", line, err)
+	}
+	for _, fe := range []string{"milter", "policy"} {
+		gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], fe+": accepting connections again") })
+	}
 	stillRunning(t, gm)
 }
