@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -29,6 +31,35 @@ var front frontFlags
 type frontFlags struct {
 	maxConnections                          int
 	milterIdleTimeout, milterMessageTimeout time.Duration
+
+	// listeners are the front ends' guarded listeners, for the metrics.
+	listeners []*listener.Limited
+}
+
+// limit wraps a front end's listener in the connection cap.
+func (f *frontFlags) limit(a *app, ln net.Listener, name string) *listener.Limited {
+	l := listener.New(ln, f.maxConnections, a.log, name)
+	f.listeners = append(f.listeners, l)
+	return l
+}
+
+// writeConnMetrics writes the front ends' connection counts for Prometheus.
+func writeConnMetrics(w io.Writer) {
+	if len(front.listeners) == 0 {
+		return
+	}
+	fmt.Fprint(w, "# HELP greymilter_connections_open Connections open now, per front end.\n# TYPE greymilter_connections_open gauge\n")
+	for _, l := range front.listeners {
+		fmt.Fprintf(w, "greymilter_connections_open{frontend=%q} %d\n", l.Name(), l.Open())
+	}
+	fmt.Fprint(w, "# HELP greymilter_connections_refused_total Connections closed at once because --max-connections were open.\n# TYPE greymilter_connections_refused_total counter\n")
+	for _, l := range front.listeners {
+		fmt.Fprintf(w, "greymilter_connections_refused_total{frontend=%q} %d\n", l.Name(), l.Refused())
+	}
+	fmt.Fprint(w, "# HELP greymilter_accept_errors_total Failed accepts (out of file descriptors...), retried after a pause.\n# TYPE greymilter_accept_errors_total counter\n")
+	for _, l := range front.listeners {
+		fmt.Fprintf(w, "greymilter_accept_errors_total{frontend=%q} %d\n", l.Name(), l.AcceptErrors())
+	}
 }
 
 func (f *frontFlags) add(fs *pflag.FlagSet) {
@@ -65,7 +96,7 @@ func (a *app) listenMilter(ctx context.Context, c *coreFlags) error {
 	// Closed again by the service's shutdown; this one covers a start
 	// that fails later.
 	a.onClose(func() error { ln.Close(); return nil })
-	a.milterLn = listener.New(ln, front.maxConnections, a.log, "milter")
+	a.milterLn = front.limit(a, ln, "milter")
 	return nil
 }
 

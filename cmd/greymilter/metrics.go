@@ -24,6 +24,7 @@ func init() {
 				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 				a.engine.Metrics().WritePrometheus(w)
 				writeDNSMetrics(w, a.dnsResolver)
+				writeConnMetrics(w)
 			})
 			return a.addHTTPService(ctx, "metrics", "--metrics-listen", addr, "/metrics", mux)
 		},

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/greymilter/greymilter/engine"
-	"github.com/greymilter/greymilter/internal/listener"
 	"github.com/greymilter/greymilter/internal/sockaddr"
 	"github.com/greymilter/greymilter/policyd"
 )
@@ -68,7 +67,7 @@ func (f *policyFlags) listen(ctx context.Context, a *app) error {
 		addr.Address = ln.Addr().String() // the real port when asked for port 0
 	}
 	a.onClose(func() error { ln.Close(); return nil })
-	f.ln, f.addr = listener.New(ln, front.maxConnections, a.log, "policy"), addr
+	f.ln, f.addr = front.limit(a, ln, "policy"), addr
 	return nil
 }
 

@@ -127,6 +127,7 @@ func (a *app) bindAndDrop(ctx context.Context, c *coreFlags) error {
 		return configError(err)
 	}
 	a.runAs = id
+	front.listeners = nil
 	if c.socket != "none" {
 		if err := a.listenMilter(ctx, c); err != nil {
 			return err

@@ -40,6 +40,7 @@ type Limited struct {
 
 	open     atomic.Int64
 	refused  atomic.Uint64
+	failures atomic.Uint64
 	full     atomic.Bool // an over-limit episode is under way (logged once)
 	failing  atomic.Bool // an accept-error episode is under way (logged once)
 	closed   chan struct{}
@@ -60,6 +61,12 @@ func (l *Limited) Open() int { return int(l.open.Load()) }
 // Refused is the number of connections closed because the limit was reached.
 func (l *Limited) Refused() uint64 { return l.refused.Load() }
 
+// AcceptErrors is the number of accepts that failed (and were retried).
+func (l *Limited) AcceptErrors() uint64 { return l.failures.Load() }
+
+// Name is the front end's name given to New.
+func (l *Limited) Name() string { return l.name }
+
 // Accept returns the next connection within the limit. It returns an error
 // only once the listener is closed.
 func (l *Limited) Accept() (net.Conn, error) {
@@ -75,6 +82,7 @@ func (l *Limited) Accept() (net.Conn, error) {
 				return nil, net.ErrClosed
 			default:
 			}
+			l.failures.Add(1)
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
 			if !l.failing.Swap(true) {
 				l.log.Error(l.name+": accept failed; retrying with back-off", "err", err)
