@@ -160,6 +160,17 @@ func TestT60MaxConnections(t *testing.T) {
 		}
 	}
 
+	// Postfix, finding greymilter full, applies milter_default_action
+	// (tempfail) at once, not after its milter timeouts (5s and 10s here).
+	pf := harness.Postfix(t, harness.PostfixOptions{Milter: gm.Socket})
+	start := time.Now()
+	res := harness.Send(t, pf.Addr, harness.Envelope{ClientAddr: "192.0.2.59", From: "alice@client.example", To: []string{"t60-full@" + harness.Domain}})
+	took := time.Since(start)
+	if r := res.Refusal(); r.Code != 451 || took > 4*time.Second {
+		t.Errorf("through Postfix while greymilter is full: %v after %v, want 451 at once", r, took)
+	}
+	t.Logf("Postfix answered %v after %v while greymilter was full", res.Refusal(), took.Round(time.Millisecond))
+
 	// The sessions within the limit are still served.
 	if code, err := func() (int, error) {
 		s := held[0]
