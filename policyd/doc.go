@@ -9,7 +9,7 @@
 // verdict maps to Postfix access(5) actions:
 //
 //	Defer  -> DEFER_IF_PERMIT 4.7.1 <text>
-//	Reject -> REJECT 5.7.1 <text>
+//	Reject -> <code> <ecode> <text>, a plain SMTP reply (550 5.7.1 <text>)
 //	Pass   -> PREPEND <header> when the verdict carries headers, else DUNNO
 //
 // A policy answer holds one action, and PREPEND takes one header. The server

@@ -44,6 +44,12 @@ func (s *scriptStep) Run(ctx context.Context, d *engine.Decision) (bool, error) 
 	case "reject":
 		d.Verdict = engine.Verdict{Action: engine.Reject, Code: 550, ECode: "5.7.1",
 			Text: engine.ExpandTemplate("Client {CLIENT} is blacklisted", r, 0), Reason: "blacklist"}
+	case "tempreject":
+		// A DNSBL rejection configured with --dnsbl-code 451.
+		d.Verdict = engine.Verdict{Action: engine.Reject, Code: 451, ECode: "4.7.1",
+			Text: engine.ExpandTemplate("Address {CLIENT} found in bl.test", r, 0), Reason: "dnsbl"}
+	case "rejectbare":
+		d.Verdict = engine.Verdict{Action: engine.Reject, Text: "no code given"}
 	case "echo":
 		// Reports what the engine was given, so tests see the mapping.
 		d.Verdict = engine.Verdict{Action: engine.Reject, ECode: "5.0.0",

@@ -1,15 +1,18 @@
 package policyd
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/greymilter/greymilter/engine"
 )
 
-// Enhanced status codes used when a verdict carries none.
+// Codes used when a verdict carries none.
 const (
-	deferECode  = "4.7.1"
-	rejectECode = "5.7.1"
+	deferECode         = "4.7.1"
+	rejectECode        = "5.7.1"
+	rejectCode         = 550
+	temporaryCodeClass = 4
 )
 
 // appendReply appends a whole answer, "action=...\n\n", for verdict v.
@@ -21,9 +24,20 @@ func appendReply(dst []byte, v *engine.Verdict, h *engine.Header) []byte {
 		// DEFER_IF_PERMIT, as postgrey: a restriction further down that
 		// rejects the recipient outright still wins, so spammers are not
 		// invited to retry for addresses that do not exist.
-		dst = appendCoded(dst, "DEFER_IF_PERMIT", v.ECode, deferECode, v.Text)
+		dst = appendCoded(append(dst, "DEFER_IF_PERMIT"...), v.ECode, deferECode, v.Text)
 	case v.Action == engine.Reject:
-		dst = appendCoded(dst, "REJECT", v.ECode, rejectECode, v.Text)
+		// A plain SMTP reply, not REJECT: Postfix would answer REJECT
+		// with its access_map_reject_code, losing the verdict's code (a
+		// temporary --dnsbl-code 451 would become a permanent 554).
+		code := v.Code
+		if code == 0 {
+			code = rejectCode
+		}
+		def := rejectECode
+		if code/100 == temporaryCodeClass {
+			def = deferECode
+		}
+		dst = appendCoded(strconv.AppendInt(dst, int64(code), 10), v.ECode, def, v.Text)
 	case h != nil:
 		dst = append(dst, "PREPEND "...)
 		dst = appendClean(dst, h.Name)
@@ -35,11 +49,11 @@ func appendReply(dst []byte, v *engine.Verdict, h *engine.Header) []byte {
 	return append(dst, "\n\n"...)
 }
 
-func appendCoded(dst []byte, verb, ecode, defECode, text string) []byte {
+// appendCoded appends " ECODE TEXT" after an action's verb or reply code.
+func appendCoded(dst []byte, ecode, defECode, text string) []byte {
 	if ecode == "" {
 		ecode = defECode
 	}
-	dst = append(dst, verb...)
 	dst = append(dst, ' ')
 	dst = append(dst, ecode...)
 	if text != "" {

@@ -22,7 +22,11 @@ func TestActions(t *testing.T) {
 	}{
 		{"defer", rcpt("defer@example.net"), "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 273 seconds"},
 		{"defer without ecode", rcpt("tempfail@example.net"), "DEFER_IF_PERMIT 4.7.1 no code given"},
-		{"reject", rcpt("reject@example.net"), "REJECT 5.7.1 Client 192.0.2.10 is blacklisted"},
+		// Rejections are plain SMTP replies, so that Postfix keeps the
+		// verdict's code (REJECT would become access_map_reject_code).
+		{"reject", rcpt("reject@example.net"), "550 5.7.1 Client 192.0.2.10 is blacklisted"},
+		{"temporary reject", rcpt("tempreject@example.net"), "451 4.7.1 Address 192.0.2.10 found in bl.test"},
+		{"reject without code", rcpt("rejectbare@example.net"), "550 5.7.1 no code given"},
 		{"pass", rcpt("bob@example.net"), "DUNNO"},
 		{"pass after delay", rcpt("delayed@example.net", "instance", "i1"), "PREPEND X-Greylist: delayed 312 seconds by greymilter at mx.test"},
 		{"authenticated", rcpt("defer@example.net", "sasl_username", "alice", "sasl_method", "PLAIN"), "DUNNO"},
@@ -60,7 +64,7 @@ func TestEngineRequestMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := strings.CutPrefix(c.ask(tt.req), "REJECT 5.0.0 ")
+			got, ok := strings.CutPrefix(c.ask(tt.req), "550 5.0.0 ")
 			if !ok || got != tt.want {
 				t.Errorf("engine got\n  %s\nwant\n  %s", got, tt.want)
 			}
@@ -72,7 +76,7 @@ func TestManyRequestsOneConnection(t *testing.T) {
 	f := start(t, Config{})
 	c := f.dial()
 	rcpts := []string{"defer", "bob", "reject", "carol", "defer"}
-	want := []string{"DEFER_IF_PERMIT", "DUNNO", "REJECT", "DUNNO", "DEFER_IF_PERMIT"}
+	want := []string{"DEFER_IF_PERMIT", "DUNNO", "550 ", "DUNNO", "DEFER_IF_PERMIT"}
 	for i := range 200 {
 		k := i % len(rcpts)
 		got := c.ask(rcpt(rcpts[k] + "@example.net"))
@@ -89,7 +93,7 @@ func TestPipelinedRequests(t *testing.T) {
 	f := start(t, Config{})
 	c := f.dial()
 	c.send(rcpt("defer@example.net") + rcpt("bob@example.net") + rcpt("reject@example.net"))
-	for _, want := range []string{"DEFER_IF_PERMIT", "DUNNO", "REJECT"} {
+	for _, want := range []string{"DEFER_IF_PERMIT", "DUNNO", "550 "} {
 		got, err := c.reply()
 		if err != nil {
 			t.Fatal(err)
@@ -107,7 +111,7 @@ func TestLenientFraming(t *testing.T) {
 	// (the last value counts).
 	req := "\n\r\nrequest=smtpd_access_policy\r\nprotocol_state=RCPT\r\nclient_address=192.0.2.1\r\n" +
 		"recipient=bob@example.net\r\nrecipient=reject@example.net\r\n\r\n"
-	if got := c.ask(req); !strings.HasPrefix(got, "REJECT 5.7.1 Client 192.0.2.1 ") {
+	if got := c.ask(req); !strings.HasPrefix(got, "550 5.7.1 Client 192.0.2.1 ") {
 		t.Errorf("got %q", got)
 	}
 	if got := c.ask(rcpt("bob@example.net")); got != "DUNNO" {
@@ -218,7 +222,7 @@ func TestMalformedClosesThatConnectionOnly(t *testing.T) {
 			if !strings.Contains(f.logs.String(), tt.log) {
 				t.Errorf("no log line %q in:\n%s", tt.log, f.logs)
 			}
-			if got := other.ask(rcpt("reject@example.net")); !strings.HasPrefix(got, "REJECT") {
+			if got := other.ask(rcpt("reject@example.net")); !strings.HasPrefix(got, "550 ") {
 				t.Errorf("other connection: got %q", got)
 			}
 		})
