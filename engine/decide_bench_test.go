@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greymilter/greymilter/dnsbl"
+	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/greylist/sqlitestore"
@@ -21,7 +23,7 @@ func newBenchClock() *clocktest.Clock { return clocktest.New(time.Unix(1.8e9, 0)
 
 // benchEngine is greymilter's core pipeline (bypass, known, greylist) on a
 // real SQLite store: ":memory:" or a file.
-func benchEngine(b *testing.B, db string, clock engine.Clock, logger *slog.Logger) *engine.Engine {
+func benchEngine(b *testing.B, db string, clock engine.Clock, logger *slog.Logger, extra ...engine.Step) *engine.Engine {
 	b.Helper()
 	if db == "file" {
 		db = filepath.Join(b.TempDir(), "greymilter.db")
@@ -37,8 +39,28 @@ func benchEngine(b *testing.B, db string, clock engine.Clock, logger *slog.Logge
 		Hostname: "mx.example.net",
 	}
 	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	return engine.New(engine.Options{Clock: clock, Logger: logger},
-		&engine.Bypass{Trusted: trusted}, g.KnownStep(), g.GreylistStep())
+	steps := append(append([]engine.Step{&engine.Bypass{Trusted: trusted}}, extra...), g.KnownStep(), g.GreylistStep())
+	return engine.New(engine.Options{Clock: clock, Logger: logger}, steps...)
+}
+
+// benchDNSBL is a DNSBL step in reject mode on two zones of a test DNS
+// server, on clock (whose time the resolver's cache follows).
+func benchDNSBL(b *testing.B, clock dnsbl.Clock) engine.Step {
+	b.Helper()
+	srv := dnstest.Start(b, "testdata/dnsbl.zone")
+	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Clock: clock, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var zones []dnsbl.Zone
+	for _, name := range []string{"bl1.test", "bl2.test"} {
+		z, err := dnsbl.ParseZone(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		zones = append(zones, z)
+	}
+	return &engine.DNSBL{List: dnsbl.NewList(res, dnsbl.Any, quiet, zones...)}
 }
 
 // quiet drops decision log lines before they are formatted; logged formats
@@ -64,7 +86,10 @@ func request(i int) *engine.Request {
 //     answer);
 //   - new-parallel: the same from many goroutines, which share commits;
 //   - known: a triplet that passed before (the common case of real mail);
-//   - known-logged: the same with the decision's log line formatted.
+//   - known-logged: the same with the decision's log line formatted;
+//   - known-dnsbl: known with a DNSBL step (two zones, reject mode) before
+//     the known step, its answers cached: the cost of checking known
+//     clients against the DNSBL.
 func BenchmarkDecide(b *testing.B) {
 	for _, db := range []string{":memory:", "file"} {
 		b.Run(db+"/new", func(b *testing.B) {
@@ -95,10 +120,17 @@ func BenchmarkDecide(b *testing.B) {
 		for _, lg := range []struct {
 			name   string
 			logger *slog.Logger
-		}{{"known", quiet}, {"known-logged", logged}} {
+			dnsbl  bool
+		}{{"known", quiet, false}, {"known-logged", logged, false}, {"known-dnsbl", quiet, true}} {
 			b.Run(db+"/"+lg.name, func(b *testing.B) {
 				clock := newBenchClock()
-				e := benchEngine(b, db, clock, lg.logger)
+				var extra []engine.Step
+				if lg.dnsbl {
+					// A listing is newer than a pass: known clients are
+					// looked up too (from the cache once warm).
+					extra = append(extra, benchDNSBL(b, clock))
+				}
+				e := benchEngine(b, db, clock, lg.logger, extra...)
 				req := request(1)
 				e.Decide(context.Background(), req)
 				clock.Advance(greylist.DefaultRules.Delay + time.Second)

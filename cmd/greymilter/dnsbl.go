@@ -89,7 +89,11 @@ func (f *dnsFlags) build(_ context.Context, a *app) error {
 			}
 		}
 		action, _ := engine.ParseDNSBLAction(f.action)
-		a.addStep(slotDNSBL, &engine.DNSBL{List: bl, Action: action, Code: f.code, ECode: f.ecode, Text: f.text})
+		at := slotDNSBL
+		if action == engine.DNSBLGreylist {
+			at = slotDNSBLGreylist
+		}
+		a.addStep(at, &engine.DNSBL{List: bl, Action: action, Code: f.code, ECode: f.ecode, Text: f.text})
 		lists = append(lists, bl)
 	} else if len(f.replies) > 0 {
 		return configError(fmt.Errorf("--dnsbl-reply without --addbl"))

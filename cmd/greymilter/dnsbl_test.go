@@ -152,3 +152,29 @@ func TestDNSMetrics(t *testing.T) {
 		t.Errorf("metrics without a resolver: %q", out.String())
 	}
 }
+
+// TestDNSBLSlot: in reject and mark mode the DNSBL step runs before the
+// known step (a listing is newer than a past pass); in greylist mode after
+// it (a known triplet keeps passing, without lookups).
+func TestDNSBLSlot(t *testing.T) {
+	srv := dnstest.Start(t, "testdata/dnsbl.zone")
+	for _, tt := range []struct {
+		action string
+		want   slot
+	}{{"reject", slotDNSBL}, {"mark", slotDNSBL}, {"greylist", slotDNSBLGreylist}} {
+		a, _ := buildDNS(t, "--dns", srv.Addr(), "--addbl", "bl.test", "--dnsbl-action", tt.action)
+		for s, steps := range a.steps {
+			for _, st := range steps {
+				if st.Name() == "dnsbl" && slot(s) != tt.want {
+					t.Errorf("%s: dnsbl step in slot %d, want %d", tt.action, s, tt.want)
+				}
+			}
+		}
+		if len(a.steps[tt.want]) != 1 {
+			t.Errorf("%s: no dnsbl step in slot %d", tt.action, tt.want)
+		}
+	}
+	if !(slotDNSWL < slotDNSBL && slotDNSBL < slotKnown && slotKnown < slotDNSBLGreylist && slotDNSBLGreylist < slotSuspicion) {
+		t.Error("slots out of order: want DNSWL, DNSBL, known, DNSBL (greylist mode), suspicion")
+	}
+}

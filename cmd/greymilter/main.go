@@ -51,10 +51,16 @@ type slot int
 const (
 	slotBypass slot = iota
 	slotLists
+	slotDNSWL
+	// slotDNSBL is before the known step: a listing is newer information
+	// than a past pass, so reject and mark apply to known clients too.
+	slotDNSBL
 	slotIdentity // names the triplet's client (SPF identity) before the known lookup
 	slotKnown
-	slotDNSWL
-	slotDNSBL
+	// slotDNSBLGreylist holds the DNSBL step in greylist mode, where a
+	// known triplet keeps passing: after the known step, so that known
+	// clients cost no lookups.
+	slotDNSBLGreylist
 	slotSuspicion
 	slotGreylist
 	numSlots
