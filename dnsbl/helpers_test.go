@@ -21,7 +21,7 @@ func newResolver(t testing.TB, cfg Config, servers ...string) (*Resolver, *clock
 	return r, clock
 }
 
-var blZones = []string{"testdata/a.bl.zone", "testdata/b.bl.zone", "testdata/c.bl.zone", "testdata/errors.bl.zone", "testdata/wl.zone"}
+var blZones = []string{"testdata/a.bl.zone", "testdata/b.bl.zone", "testdata/c.bl.zone", "testdata/errors.bl.zone", "testdata/wl.zone", "testdata/refusals.wl.zone"}
 
 func startBench(tb testing.TB) string { return dnstest.Start(tb, blZones...).Addr() }
 

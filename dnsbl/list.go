@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -16,23 +18,72 @@ import (
 // (see IsRefusal) instead of a listing.
 var ErrRefused = errors.New("query refused by the list")
 
+// ErrSuspended is the error of an allow list's zone that failed its last
+// RFC 5782 self-test: it abstains, without a lookup, until it passes.
+var ErrSuspended = errors.New("zone suspended: it fails the RFC 5782 self-test")
+
 // List checks addresses against a set of DNS zones (block or allow lists)
 // under a policy.
 type List struct {
-	res     *Resolver
-	zones   []Zone
-	policy  Policy
-	log     *slog.Logger
-	refused sync.Map // zone name -> struct{}: refusal already logged
+	res    *Resolver
+	zones  []Zone
+	state  []zoneState // one per zone, same index
+	policy Policy
+	allow  bool
+	log    *slog.Logger
 }
 
-// NewList returns a list of zones queried through res and judged by
+// zoneState is what a list learnt about one of its zones.
+type zoneState struct {
+	refusals         atomic.Int64
+	refusalLogged    atomic.Bool
+	selfTestFailures atomic.Int64
+	suspended        atomic.Bool
+}
+
+// NewList returns a block list of zones queried through res and judged by
 // policy. A nil logger means slog.Default().
 func NewList(res *Resolver, policy Policy, log *slog.Logger, zones ...Zone) *List {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &List{res: res, zones: zones, policy: policy, log: log}
+	return &List{res: res, zones: zones, state: make([]zoneState, len(zones)), policy: policy, log: log}
+}
+
+// NewAllowList returns an allow list (DNSWL): as NewList, but a zone that
+// fails the RFC 5782 self-test is suspended until it passes again, since a
+// broken allow list would let everybody through.
+func NewAllowList(res *Resolver, policy Policy, log *slog.Logger, zones ...Zone) *List {
+	l := NewList(res, policy, log, zones...)
+	l.allow = true
+	return l
+}
+
+// Kind names the list's kind, "dnswl" or "dnsbl", for logs and metrics.
+func (l *List) Kind() string {
+	if l.allow {
+		return "dnswl"
+	}
+	return "dnsbl"
+}
+
+// ZoneStats are a zone's counters.
+type ZoneStats struct {
+	Zone             string
+	Refusals         int64 // answers that were refusal codes
+	SelfTestFailures int64 // self-tests failed
+	Suspended        bool  // the zone abstains until its self-test passes
+}
+
+// Stats returns the counters of every zone, in configuration order.
+func (l *List) Stats() []ZoneStats {
+	out := make([]ZoneStats, len(l.zones))
+	for i := range l.zones {
+		st := &l.state[i]
+		out[i] = ZoneStats{Zone: l.zones[i].Name, Refusals: st.refusals.Load(),
+			SelfTestFailures: st.selfTestFailures.Load(), Suspended: st.suspended.Load()}
+	}
+	return out
 }
 
 // Zones returns the list's zones.
@@ -121,8 +172,12 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 	var ask []int
 	for i := range l.zones {
 		z := &l.zones[i]
+		if l.state[i].suspended.Load() {
+			count(zoneOutcome{i: i, err: ErrSuspended})
+			continue
+		}
 		if a, ok := l.res.Cached(rev+"."+z.Name+".", dns.TypeA); ok {
-			answers, err := l.listing(z, a)
+			answers, err := l.listing(i, a)
 			count(zoneOutcome{i: i, answers: answers, err: err})
 			continue
 		}
@@ -134,7 +189,7 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 		ch := make(chan zoneOutcome, len(ask)) // buffered: cancelled lookups never block
 		for _, i := range ask {
 			go func() {
-				answers, err := l.query(ctx, &l.zones[i], rev)
+				answers, err := l.query(ctx, i, rev)
 				ch <- zoneOutcome{i: i, answers: answers, err: err}
 			}()
 		}
@@ -170,19 +225,21 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 	return res
 }
 
-// query returns the answers of z that count as a listing of the address
-// whose reversed form is rev, nil when z does not list it.
-func (l *List) query(ctx context.Context, z *Zone, rev string) ([]netip.Addr, error) {
-	a, err := l.res.Lookup(ctx, rev+"."+z.Name+".", dns.TypeA)
+// query returns the answers of zone i that count as a listing of the
+// address whose reversed form is rev, nil when the zone does not list it.
+func (l *List) query(ctx context.Context, i int, rev string) ([]netip.Addr, error) {
+	a, err := l.res.Lookup(ctx, rev+"."+l.zones[i].Name+".", dns.TypeA)
 	if err != nil {
 		return nil, err
 	}
-	return l.listing(z, a)
+	return l.listing(i, a)
 }
 
-// listing reads z's answer a: the addresses that count as a listing, nil
-// when z does not list the address, an error when z refused the query.
-func (l *List) listing(z *Zone, a *Answer) ([]netip.Addr, error) {
+// listing reads zone i's answer a: the addresses that count as a listing,
+// nil when the zone does not list the address, an error when it refused the
+// query.
+func (l *List) listing(i int, a *Answer) ([]netip.Addr, error) {
+	z := &l.zones[i]
 	var listed []netip.Addr
 	for _, rr := range a.Records {
 		rec, ok := rr.(*dns.A)
@@ -192,12 +249,7 @@ func (l *List) listing(z *Zone, a *Answer) ([]netip.Addr, error) {
 		ip, _ := netip.AddrFromSlice(rec.A)
 		ip = ip.Unmap()
 		if IsRefusal(ip) {
-			err := fmt.Errorf("%w: %s answered %s", ErrRefused, z.Name, ip)
-			if _, logged := l.refused.LoadOrStore(z.Name, struct{}{}); !logged {
-				l.log.Warn("DNS list refuses our queries (public resolver? rate limit?); it abstains",
-					"zone", z.Name, "answer", ip.String(), "query", rr.Header().Name)
-			}
-			return nil, err
+			return nil, l.refused(i, ip, rr.Header().Name)
 		}
 		if z.Counts(ip) {
 			listed = append(listed, ip)
@@ -206,9 +258,40 @@ func (l *List) listing(z *Zone, a *Answer) ([]netip.Addr, error) {
 	return listed, nil
 }
 
+// refused counts a refusal answer of zone i, logs the first one, and
+// returns the abstention's error.
+func (l *List) refused(i int, answer netip.Addr, query string) error {
+	st, z := &l.state[i], &l.zones[i]
+	st.refusals.Add(1)
+	if !st.refusalLogged.Swap(true) {
+		l.log.Warn("DNS list refuses our queries (public resolver? over its query limit?); it abstains",
+			"list", l.Kind(), "zone", z.Name, "answer", answer.String(), "query", query)
+	}
+	return fmt.Errorf("%w: %s answered %s", ErrRefused, z.Name, answer)
+}
+
+// RunSelfTests runs SelfTest at once and then every interval until ctx
+// ends: a list can break (its domain lapses, it starts refusing our
+// resolver) long after greymilter started.
+func (l *List) RunSelfTests(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		l.SelfTest(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // SelfTest runs the RFC 5782 section 5 test on every zone at once: the
 // zone must list 127.0.0.2 and must not list 127.0.0.1. It logs a warning
-// for each zone that fails and returns the failures.
+// for each zone that fails, counts the failure, and returns the failures.
+// An allow list's zone that answers wrongly is suspended until a later
+// self-test passes; one whose lookups fail is not (its queries abstain by
+// themselves).
 func (l *List) SelfTest(ctx context.Context) []error {
 	var (
 		mu   sync.Mutex
@@ -216,11 +299,9 @@ func (l *List) SelfTest(ctx context.Context) []error {
 		wg   sync.WaitGroup
 	)
 	for i := range l.zones {
-		z := &l.zones[i]
 		wg.Go(func() {
-			if err := l.selfTest(ctx, z); err != nil {
-				l.log.Warn("DNS list fails the RFC 5782 self-test; check the zone name and the resolver",
-					"zone", z.Name, "error", err.Error())
+			err := l.selfTestZone(ctx, i)
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -231,14 +312,42 @@ func (l *List) SelfTest(ctx context.Context) []error {
 	return errs
 }
 
-func (l *List) selfTest(ctx context.Context, z *Zone) error {
+// selfTestZone tests zone i and updates its state.
+func (l *List) selfTestZone(ctx context.Context, i int) error {
+	z, st := &l.zones[i], &l.state[i]
+	answered, err := l.selfTest(ctx, i)
+	if err == nil {
+		if st.suspended.Swap(false) {
+			l.log.Info("DNS list passes the RFC 5782 self-test again; it counts again", "list", l.Kind(), "zone", z.Name)
+		}
+		return nil
+	}
+	if ctx.Err() != nil {
+		return err // shutting down: not the list's fault
+	}
+	st.selfTestFailures.Add(1)
+	if l.allow && answered {
+		st.suspended.Store(true)
+		l.log.Warn("DNS list fails the RFC 5782 self-test; suspended until it passes again (check the zone name and the resolver)",
+			"list", l.Kind(), "zone", z.Name, "err", err)
+		return err
+	}
+	l.log.Warn("DNS list fails the RFC 5782 self-test; check the zone name and the resolver",
+		"list", l.Kind(), "zone", z.Name, "err", err)
+	return err
+}
+
+// selfTest runs the test on zone i; answered tells whether the zone
+// answered (wrongly, when err is set) rather than the lookups failing.
+func (l *List) selfTest(ctx context.Context, i int) (answered bool, err error) {
+	z := &l.zones[i]
 	for _, tc := range []struct {
 		addr   string
 		listed bool
 	}{{"127.0.0.2", true}, {"127.0.0.1", false}} {
 		a, err := l.res.Lookup(ctx, Reverse(netip.MustParseAddr(tc.addr))+"."+z.Name+".", dns.TypeA)
 		if err != nil {
-			return fmt.Errorf("dnsbl: self-test of %s: %w", z.Name, err)
+			return false, fmt.Errorf("dnsbl: self-test of %s: %w", z.Name, err)
 		}
 		var answers []string
 		listed := false
@@ -248,7 +357,8 @@ func (l *List) selfTest(ctx context.Context, z *Zone) error {
 				ip = ip.Unmap()
 				answers = append(answers, ip.String())
 				if IsRefusal(ip) {
-					return fmt.Errorf("dnsbl: self-test of %s: %w (answer %s)", z.Name, ErrRefused, ip)
+					l.state[i].refusals.Add(1)
+					return true, fmt.Errorf("dnsbl: self-test of %s: %w (answer %s)", z.Name, ErrRefused, ip)
 				}
 				listed = listed || loopback8.Contains(ip)
 			}
@@ -258,8 +368,8 @@ func (l *List) selfTest(ctx context.Context, z *Zone) error {
 			if len(answers) > 0 {
 				got = "answers " + strings.Join(answers, ",")
 			}
-			return fmt.Errorf("dnsbl: self-test of %s: %s should be listed=%v, got %s", z.Name, tc.addr, tc.listed, got)
+			return true, fmt.Errorf("dnsbl: self-test of %s: %s should be listed=%v, got %s", z.Name, tc.addr, tc.listed, got)
 		}
 	}
-	return nil
+	return true, nil
 }

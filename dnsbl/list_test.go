@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/greymilter/greymilter/dnstest"
 )
 
@@ -310,4 +312,132 @@ func outcomesByZone(r Result) map[string]string {
 		out[a.Zone] = "abstained: " + a.Err.Error()
 	}
 	return out
+}
+
+// TestAllowListRefusals: the refusal codes of the well-known lists abstain
+// in an allow list as in a block list (a blocked dnswl.org must not
+// whitelist everybody), are logged once per zone and counted.
+func TestAllowListRefusals(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{}, srv.Addr())
+	for _, zone := range []string{"dnswl.wl.test", "spamhaus.wl.test", "error.wl.test"} {
+		t.Run(zone, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := NewAllowList(r, Threshold(1), slog.New(slog.NewTextHandler(&buf, nil)), mustZones(t, zone)...)
+			const n = 3
+			for range n {
+				res := l.Check(context.Background(), netip.MustParseAddr("192.0.2.20"))
+				if res.Listed || len(res.Hits) != 0 || len(res.Abstained) != 1 || !errors.Is(res.Abstained[0].Err, ErrRefused) {
+					t.Fatalf("result %+v, want an abstention with ErrRefused", res)
+				}
+			}
+			if c := strings.Count(buf.String(), "refuses our queries"); c != 1 {
+				t.Errorf("refusal logged %d times, want once:\n%s", c, buf.String())
+			}
+			if st := l.Stats(); len(st) != 1 || st[0].Zone != zone || st[0].Refusals != n {
+				t.Errorf("stats %+v, want %d refusals of %s", st, n, zone)
+			}
+		})
+	}
+}
+
+// TestSelfTestSuspendsAllowList: an allow list that fails the RFC 5782
+// self-test with a wrong answer is suspended (it abstains without a
+// lookup) until it passes again; a block list that fails is only
+// reported. Both count the failure.
+func TestSelfTestSuspendsAllowList(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, clock := newResolver(t, Config{}, srv.Addr())
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	wl := NewAllowList(r, Threshold(1), log, mustZones(t, "late.wl.test")...)
+	client := netip.MustParseAddr("192.0.2.20")
+	if res := wl.Check(context.Background(), client); !res.Listed {
+		t.Fatalf("before the self-test: %+v, want listed", res)
+	}
+	if errs := wl.SelfTest(context.Background()); len(errs) != 1 {
+		t.Fatalf("self-test errors %v, want one", errs)
+	}
+	before := srv.Queries("20.2.0.192.late.wl.test", dns.TypeA)
+	res := wl.Check(context.Background(), client)
+	if res.Listed || len(res.Abstained) != 1 || !errors.Is(res.Abstained[0].Err, ErrSuspended) {
+		t.Errorf("suspended list: %+v, want an abstention with ErrSuspended", res)
+	}
+	if srv.Queries("20.2.0.192.late.wl.test", dns.TypeA) != before {
+		t.Error("a suspended list was queried")
+	}
+	if st := wl.Stats()[0]; !st.Suspended || st.SelfTestFailures != 1 {
+		t.Errorf("stats %+v, want suspended after one failure", st)
+	}
+	if !strings.Contains(buf.String(), "suspended") {
+		t.Errorf("suspension not logged:\n%s", buf.String())
+	}
+
+	// The list is repaired; once its cached answer expires the next
+	// self-test passes and the list counts again.
+	if err := srv.AddRecords("2.0.0.127.late.wl.test. 300 IN A 127.0.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Minute)
+	if errs := wl.SelfTest(context.Background()); len(errs) != 0 {
+		t.Fatalf("self-test of the repaired list: %v", errs)
+	}
+	if res := wl.Check(context.Background(), client); !res.Listed {
+		t.Errorf("resumed list: %+v, want listed", res)
+	}
+	if st := wl.Stats()[0]; st.Suspended || st.SelfTestFailures != 1 {
+		t.Errorf("stats %+v, want resumed", st)
+	}
+	if !strings.Contains(buf.String(), "passes the RFC 5782 self-test again") {
+		t.Errorf("resumption not logged:\n%s", buf.String())
+	}
+
+	// A block list failing the test keeps answering.
+	bl := NewList(r, Any, log, mustZones(t, "every.bl.test")...)
+	if errs := bl.SelfTest(context.Background()); len(errs) != 1 {
+		t.Fatalf("self-test errors %v, want one", errs)
+	}
+	if st := bl.Stats()[0]; st.Suspended || st.SelfTestFailures != 1 {
+		t.Errorf("block list stats %+v, want reported, not suspended", st)
+	}
+}
+
+// TestSelfTestLookupFailureDoesNotSuspend: a self-test that gets no
+// answer (dead DNS) is reported, but does not suspend an allow list: its
+// lookups abstain by themselves, and it must not stay off for an interval
+// after DNS comes back.
+func TestSelfTestLookupFailureDoesNotSuspend(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{Timeout: 300 * time.Millisecond}, srv.Addr())
+	wl := NewAllowList(r, Threshold(1), nil, mustZones(t, "fail.bl.test")...)
+	if errs := wl.SelfTest(context.Background()); len(errs) != 1 {
+		t.Fatalf("self-test errors %v, want one", errs)
+	}
+	if st := wl.Stats()[0]; st.Suspended || st.SelfTestFailures != 1 {
+		t.Errorf("stats %+v, want one failure, not suspended", st)
+	}
+}
+
+// TestRunSelfTests: the self-test runs at once and then every interval,
+// until the context ends.
+func TestRunSelfTests(t *testing.T) {
+	srv := dnstest.Start(t, blZones...)
+	r, _ := newResolver(t, Config{CacheSize: -1}, srv.Addr())
+	wl := NewAllowList(r, Threshold(1), nil, mustZones(t, "wl1.test")...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { wl.RunSelfTests(ctx, 50*time.Millisecond); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Queries("2.0.0.127.wl1.test", dns.TypeA) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("self-test ran %d times in 10s at a 50ms interval", srv.Queries("2.0.0.127.wl1.test", dns.TypeA))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunSelfTests did not return after its context ended")
+	}
 }

@@ -11,17 +11,20 @@ import (
 // 2.1); anything else comes from a lying resolver or a dead zone.
 var loopback8 = netip.MustParsePrefix("127.0.0.0/8")
 
-// IsRefusal tells whether a DNSBL answer means "query refused" rather than
-// a listing: 127.255.255.252-255 (Spamhaus: typing error, open or public
-// resolver, too many queries) and 127.0.0.1, which URIBL and SURBL answer
-// to refused queries and which RFC 5782 says no list may list.
+// IsRefusal tells whether a DNS list's answer means "query refused" rather
+// than a listing, in a block list as in an allow list: 127.255.255.252-255
+// (Spamhaus: typing error, open or public resolver, too many queries),
+// 127.0.0.255 (dnswl.org: blocked, e.g. a public resolver or over the free
+// query limit) and 127.0.0.1, which URIBL and SURBL answer to refused
+// queries and which RFC 5782 says no list may list.
 func IsRefusal(a netip.Addr) bool {
 	a = a.Unmap()
 	if !a.Is4() {
 		return false
 	}
 	b := a.As4()
-	return b == [4]byte{127, 0, 0, 1} || (b[0] == 127 && b[1] == 255 && b[2] == 255 && b[3] >= 252)
+	return b == [4]byte{127, 0, 0, 1} || b == [4]byte{127, 0, 0, 255} ||
+		(b[0] == 127 && b[1] == 255 && b[2] == 255 && b[3] >= 252)
 }
 
 // Zone is one DNS list and what its answers mean to us.

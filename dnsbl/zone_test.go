@@ -52,6 +52,8 @@ func TestZoneCounts(t *testing.T) {
 		{"127.1.2.3", true, true},
 		{"10.0.0.2", false, false},
 		{"127.0.0.1", false, false},
+		{"127.0.0.255", false, false}, // dnswl.org: blocked
+		{"127.0.0.254", true, false},
 		{"127.255.255.252", false, false},
 		{"127.255.255.254", false, false},
 		{"127.255.255.255", false, false},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,8 @@ type dnsFlags struct {
 	replies     []string
 	addwl       []string
 	wlThreshold int
+
+	selfTestInterval time.Duration
 }
 
 func (f *dnsFlags) add(fs *pflag.FlagSet) {
@@ -59,6 +62,7 @@ func (f *dnsFlags) add(fs *pflag.FlagSet) {
 
 	fs.StringArrayVar(&f.addwl, "addwl", nil, "DNS allow list zone (repeatable, ZONE=FILTER as for --addbl); listed clients pass without greylisting")
 	fs.IntVar(&f.wlThreshold, "dnswl-threshold", 1, "pass a client that at least this many allow lists list")
+	fs.Var(newLongDuration(&f.selfTestInterval, time.Hour), "dns-selftest-interval", "how often the DNS lists' RFC 5782 self-test runs (also at start); an allow list that fails it is suspended until it passes")
 }
 
 func (f *dnsFlags) build(_ context.Context, a *app) error {
@@ -67,7 +71,7 @@ func (f *dnsFlags) build(_ context.Context, a *app) error {
 	}
 	var lists []*dnsbl.List
 	if len(f.addwl) > 0 {
-		wl, err := f.list(a, f.addwl, dnsbl.Threshold(f.wlThreshold), "--addwl")
+		wl, err := f.list(a, f.addwl, dnsbl.Threshold(f.wlThreshold), "--addwl", dnsbl.NewAllowList)
 		if err != nil {
 			return err
 		}
@@ -79,7 +83,7 @@ func (f *dnsFlags) build(_ context.Context, a *app) error {
 		if f.blThreshold > 0 {
 			policy = dnsbl.Threshold(f.blThreshold)
 		}
-		bl, err := f.list(a, f.addbl, policy, "--addbl")
+		bl, err := f.list(a, f.addbl, policy, "--addbl", dnsbl.NewList)
 		if err != nil {
 			return err
 		}
@@ -99,21 +103,23 @@ func (f *dnsFlags) build(_ context.Context, a *app) error {
 		return configError(fmt.Errorf("--dnsbl-reply without --addbl"))
 	}
 	if len(lists) > 0 {
-		a.addService(selfTestService(lists))
+		a.dnsLists = lists
+		a.addService(selfTestService(lists, f.selfTestInterval))
 	}
 	return nil
 }
 
 // selfTestService runs the RFC 5782 self-test of every list once the app
-// serves, without holding up the start; failures are logged warnings.
-func selfTestService(lists []*dnsbl.List) service {
+// serves, without holding up the start, and then every interval; failures
+// are logged warnings and counted (an allow list is also suspended).
+func selfTestService(lists []*dnsbl.List, interval time.Duration) service {
 	ctx, cancel := context.WithCancel(context.Background())
 	return service{
 		name: "DNS list self-test",
 		serve: func() error {
 			var wg sync.WaitGroup
 			for _, l := range lists {
-				wg.Go(func() { l.SelfTest(ctx) })
+				wg.Go(func() { l.RunSelfTests(ctx, interval) })
 			}
 			wg.Wait()
 			return nil
@@ -135,6 +141,9 @@ func (f *dnsFlags) check() error {
 	if f.blThreshold < 0 {
 		return fmt.Errorf("--dnsbl-threshold %d: want 0 or more", f.blThreshold)
 	}
+	if f.selfTestInterval <= 0 {
+		return fmt.Errorf("--dns-selftest-interval: must be more than 0")
+	}
 	if f.wlThreshold < 1 {
 		return fmt.Errorf("--dnswl-threshold %d: want 1 or more", f.wlThreshold)
 	}
@@ -147,7 +156,8 @@ func (f *dnsFlags) check() error {
 	return nil
 }
 
-func (f *dnsFlags) list(a *app, specs []string, policy dnsbl.Policy, flag string) (*dnsbl.List, error) {
+func (f *dnsFlags) list(a *app, specs []string, policy dnsbl.Policy, flag string,
+	newList func(*dnsbl.Resolver, dnsbl.Policy, *slog.Logger, ...dnsbl.Zone) *dnsbl.List) (*dnsbl.List, error) {
 	zones := make([]dnsbl.Zone, 0, len(specs))
 	for _, s := range specs {
 		z, err := dnsbl.ParseZone(s)
@@ -165,7 +175,7 @@ func (f *dnsFlags) list(a *app, specs []string, policy dnsbl.Policy, flag string
 		names[i] = z.Name
 	}
 	a.log.Info("DNS lists", "flag", flag, "zones", strings.Join(names, ","), "policy", policy.String())
-	return dnsbl.NewList(res, policy, a.log, zones...), nil
+	return newList(res, policy, a.log, zones...), nil
 }
 
 // resolver returns the app's caching DNS resolver, built from the --dns
@@ -199,9 +209,10 @@ func (a *app) resolver() (*dnsbl.Resolver, error) {
 	return r, nil
 }
 
-// writeDNSMetrics adds the resolver's counters to /metrics; nothing when no
-// module needed DNS.
-func writeDNSMetrics(w io.Writer, r *dnsbl.Resolver) {
+// writeDNSMetrics adds the resolver's and the DNS lists' counters to
+// /metrics; nothing when no module needed DNS.
+func writeDNSMetrics(w io.Writer, r *dnsbl.Resolver, lists []*dnsbl.List) {
+	writeListMetrics(w, lists)
 	if r == nil {
 		return
 	}
@@ -210,4 +221,35 @@ func writeDNSMetrics(w io.Writer, r *dnsbl.Resolver) {
 	fmt.Fprintf(w, "# HELP greymilter_dns_cache_hits_total DNS lookups answered from the cache.\n# TYPE greymilter_dns_cache_hits_total counter\ngreymilter_dns_cache_hits_total %d\n", s.CacheHits)
 	fmt.Fprintf(w, "# HELP greymilter_dns_queries_total DNS queries sent to the upstream servers, retries included.\n# TYPE greymilter_dns_queries_total counter\ngreymilter_dns_queries_total %d\n", s.Queries)
 	fmt.Fprintf(w, "# HELP greymilter_dns_cache_entries DNS answers in the cache.\n# TYPE greymilter_dns_cache_entries gauge\ngreymilter_dns_cache_entries %d\n", s.Cached)
+}
+
+// writeListMetrics writes the per-zone counters of the DNS lists.
+func writeListMetrics(w io.Writer, lists []*dnsbl.List) {
+	if len(lists) == 0 {
+		return
+	}
+	metrics := []struct {
+		name, typ, help string
+		value           func(dnsbl.ZoneStats) int64
+	}{
+		{"greymilter_dnslist_refusals_total", "counter", "Answers of a DNS list that refused the query (127.0.0.255, 127.255.255.252-255, 127.0.0.1); the list abstained.",
+			func(s dnsbl.ZoneStats) int64 { return s.Refusals }},
+		{"greymilter_dnslist_selftest_failures_total", "counter", "RFC 5782 self-tests a DNS list failed.",
+			func(s dnsbl.ZoneStats) int64 { return s.SelfTestFailures }},
+		{"greymilter_dnslist_suspended", "gauge", "1 while an allow list is suspended for failing its self-test.",
+			func(s dnsbl.ZoneStats) int64 {
+				if s.Suspended {
+					return 1
+				}
+				return 0
+			}},
+	}
+	for _, m := range metrics {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
+		for _, l := range lists {
+			for _, st := range l.Stats() {
+				fmt.Fprintf(w, "%s{list=%q,zone=%q} %d\n", m.name, l.Kind(), st.Zone, m.value(st))
+			}
+		}
+	}
 }

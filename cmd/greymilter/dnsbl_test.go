@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -113,21 +114,49 @@ func TestResolverIsShared(t *testing.T) {
 	}
 }
 
+// TestSelfTestService: the self-test runs at start and then every
+// --dns-selftest-interval, until shutdown; a zone that fails it is warned
+// about and counted each time.
 func TestSelfTestService(t *testing.T) {
 	srv := dnstest.Start(t, "testdata/dnsbl.zone")
 	for _, tt := range []struct {
 		zone string
 		warn bool
 	}{{"bl.test", false}, {"missing.test", true}} {
-		a, log := buildDNS(t, "--dns", srv.Addr(), "--dns-timeout", "1s", "--addbl", tt.zone)
+		a, log := buildDNS(t, "--dns", srv.Addr(), "--dns-timeout", "1s", "--dns-selftest-interval", "100ms", "--addbl", tt.zone)
 		if len(a.services) != 1 {
 			t.Fatalf("%d services", len(a.services))
 		}
-		if err := a.services[0].serve(); err != nil {
+		served := make(chan error, 1)
+		go func() { served <- a.services[0].serve() }()
+		failures := func() int64 { return a.dnsLists[0].Stats()[0].SelfTestFailures }
+		if tt.warn {
+			deadline := time.Now().Add(10 * time.Second)
+			for failures() < 2 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if failures() < 2 {
+				t.Errorf("%s: %d self-test failures in 10s at a 100ms interval, want 2 or more", tt.zone, failures())
+			}
+		} else {
+			time.Sleep(300 * time.Millisecond) // a few intervals
+		}
+		if err := a.services[0].shutdown(context.Background()); err != nil {
 			t.Fatal(err)
+		}
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("self-test service still running after shutdown")
 		}
 		if got := strings.Contains(log.String(), "level=WARN msg=\"DNS list fails the RFC 5782 self-test"); got != tt.warn {
 			t.Errorf("%s: warning %v, want %v:\n%s", tt.zone, got, tt.warn, log.String())
+		}
+		if !tt.warn && failures() != 0 {
+			t.Errorf("%s: %d self-test failures", tt.zone, failures())
 		}
 	}
 }
@@ -140,14 +169,17 @@ func TestDNSMetrics(t *testing.T) {
 		a.steps[slotDNSBL][0].Run(context.Background(), &engine.Decision{Req: &engine.Request{ClientAddr: netip.MustParseAddr("192.0.2.1")}}) //nolint:errcheck
 	}
 	var out bytes.Buffer
-	writeDNSMetrics(&out, r)
-	for _, want := range []string{"greymilter_dns_lookups_total 2\n", "greymilter_dns_cache_hits_total 1\n", "greymilter_dns_queries_total 1\n", "greymilter_dns_cache_entries 1\n"} {
+	writeDNSMetrics(&out, r, a.dnsLists)
+	for _, want := range []string{
+		"greymilter_dnslist_refusals_total{list=\"dnsbl\",zone=\"bl.test\"} 0\n",
+		"greymilter_dnslist_selftest_failures_total{list=\"dnsbl\",zone=\"bl.test\"} 0\n",
+		"greymilter_dnslist_suspended{list=\"dnsbl\",zone=\"bl.test\"} 0\n","greymilter_dns_lookups_total 2\n", "greymilter_dns_cache_hits_total 1\n", "greymilter_dns_queries_total 1\n", "greymilter_dns_cache_entries 1\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("metrics lack %q:\n%s", want, out.String())
 		}
 	}
 	out.Reset()
-	writeDNSMetrics(&out, nil)
+	writeDNSMetrics(&out, nil, nil)
 	if out.Len() != 0 {
 		t.Errorf("metrics without a resolver: %q", out.String())
 	}

@@ -100,6 +100,7 @@ type app struct {
 	runAs      *identity // the --user switched to, or nil
 	// dnsResolver is shared by every DNS lookup; use a.resolver() (dnsbl.go).
 	dnsResolver *dnsbl.Resolver
+	dnsLists    []*dnsbl.List // for their metrics
 }
 
 // service is a long-running part: Serve blocks until Shutdown.

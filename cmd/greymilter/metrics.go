@@ -23,7 +23,7 @@ func init() {
 			mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 				a.engine.Metrics().WritePrometheus(w)
-				writeDNSMetrics(w, a.dnsResolver)
+				writeDNSMetrics(w, a.dnsResolver, a.dnsLists)
 				writeConnMetrics(w)
 			})
 			return a.addHTTPService(ctx, "metrics", "--metrics-listen", addr, "/metrics", mux)
