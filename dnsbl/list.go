@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -268,6 +269,73 @@ func (l *List) refused(i int, answer netip.Addr, query string) error {
 			"list", l.Kind(), "zone", z.Name, "answer", answer.String(), "query", query)
 	}
 	return fmt.Errorf("%w: %s answered %s", ErrRefused, z.Name, answer)
+}
+
+// maxTXT bounds the reason taken from a TXT record: it goes into an SMTP
+// reply line, which RFC 5321 limits to 512 bytes with its code.
+const maxTXT = 400
+
+// TXT returns z's TXT record for addr, the list's own reason for listing it
+// (Postfix's $rbl_txt), made fit for an SMTP reply: control characters
+// become spaces, bytes outside ASCII '?'. It is "" when the list publishes
+// none. Ask it only after z listed addr: most lists publish a reason only
+// for what they list, and a query per lookup would double their load.
+func (l *List) TXT(ctx context.Context, addr netip.Addr, z *Zone) (string, error) {
+	a, err := l.res.Lookup(ctx, Reverse(addr)+"."+z.Name+".", dns.TypeTXT)
+	if err != nil {
+		return "", err
+	}
+	for _, rr := range a.Records {
+		if rec, ok := rr.(*dns.TXT); ok {
+			return smtpText(unescapeTXT(strings.Join(rec.Txt, "")), maxTXT), nil
+		}
+	}
+	return "", nil
+}
+
+// unescapeTXT undoes the presentation form in which miekg/dns keeps TXT
+// strings: \DDD is the byte of that decimal value, \X is X.
+func unescapeTXT(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\\' && i+1 < len(s) {
+			if i+3 < len(s) && isDigits(s[i+1:i+4]) {
+				n, _ := strconv.Atoi(s[i+1 : i+4])
+				c, i = byte(n), i+3
+			} else {
+				c, i = s[i+1], i+1
+			}
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+func isDigits(s string) bool {
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// smtpText makes s printable ASCII, at most n bytes.
+func smtpText(s string, n int) string {
+	b := []byte(s[:min(len(s), n)])
+	for i, c := range b {
+		switch {
+		case c < ' ' || c == 0x7f:
+			b[i] = ' '
+		case c > 0x7f:
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // RunSelfTests runs SelfTest at once and then every interval until ctx

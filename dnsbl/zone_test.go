@@ -3,6 +3,7 @@ package dnsbl
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -142,6 +143,21 @@ func TestPolicySettled(t *testing.T) {
 		if listed != tt.listed || certain != tt.certain {
 			t.Errorf("%v hits=%d clean=%d pending=%d: listed=%v certain=%v, want %v %v",
 				tt.p, tt.hits, tt.clean, tt.pending, listed, certain, tt.listed, tt.certain)
+		}
+	}
+}
+
+func TestTXTText(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"plain reason", "plain reason"},
+		{`quoted \"x\" and \\`, `quoted "x" and \`},
+		{`line\010break\013`, "line break "},
+		{`caf\195\169`, "caf??"},
+		{`tab\009end\`, "tab end\\"},
+		{strings.Repeat("x", 500), strings.Repeat("x", maxTXT)},
+	} {
+		if got := smtpText(unescapeTXT(tt.in), maxTXT); got != tt.want {
+			t.Errorf("%q: got %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

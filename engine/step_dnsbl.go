@@ -74,9 +74,10 @@ type DNSBL struct {
 	List   *dnsbl.List
 	Action DNSBLAction
 	// Code, ECode and Text make the rejection; zero values mean the
-	// defaults above. Text is a template: {ADDR} (and the usual keys) and
-	// {DNSBL}, the zones that list the client. A zone's own reply (see
-	// dnsbl.Zone) wins over these.
+	// defaults above. Text is a template: {ADDR} (and the usual keys),
+	// {DNSBL}, the zones that list the client, and {TXT}, the list's own
+	// reason (its TXT record for the listing, looked up only when the
+	// template asks). A zone's own reply (see dnsbl.Zone) wins over these.
 	Code  int
 	ECode string
 	Text  string
@@ -107,24 +108,42 @@ func (s *DNSBL) Run(ctx context.Context, d *Decision) (bool, error) {
 			Value: ExpandTemplate(DefaultDNSBLHeader, d.Req, 0, "DNSBL", zones)})
 		return false, nil
 	}
-	code, ecode, text := s.reply(res.Hits)
+	code, ecode, text, zone := s.reply(res.Hits)
+	vars := []string{"DNSBL", zones}
+	if strings.Contains(text, "{TXT}") {
+		vars = append(vars, "TXT", s.txt(ctx, d, zone))
+	}
 	d.Verdict = Verdict{Action: Reject, Code: code, ECode: ecode, Reason: "dnsbl",
-		Text: ExpandTemplate(text, d.Req, 0, "DNSBL", zones)}
+		Text: ExpandTemplate(text, d.Req, 0, vars...)}
 	return true, nil
 }
 
 // reply picks the rejection: the first listing zone's own parts, else the
-// step's, else the defaults.
-func (s *DNSBL) reply(hits []dnsbl.Hit) (code int, ecode, text string) {
-	code, ecode, text = s.Code, s.ECode, s.Text
+// step's, else the defaults. zone is the listing zone the reply is about.
+func (s *DNSBL) reply(hits []dnsbl.Hit) (code int, ecode, text string, zone *dnsbl.Zone) {
+	code, ecode, text, zone = s.Code, s.ECode, s.Text, hits[0].Zone
 	for _, h := range hits {
 		z := h.Zone
 		if z.Code != 0 || z.ECode != "" || z.Text != "" {
-			code, ecode, text = or(z.Code, code), or(z.ECode, ecode), or(z.Text, text)
+			code, ecode, text, zone = or(z.Code, code), or(z.ECode, ecode), or(z.Text, text), z
 			break
 		}
 	}
-	return or(code, DefaultDNSBLCode), or(ecode, DefaultDNSBLECode), or(text, DefaultDNSBLText)
+	return or(code, DefaultDNSBLCode), or(ecode, DefaultDNSBLECode), or(text, DefaultDNSBLText), zone
+}
+
+// txt is {TXT}: zone's reason for listing the client, looked up within the
+// decision's deadline; when the list gives none (or no answer in time),
+// "ADDR listed in ZONE".
+func (s *DNSBL) txt(ctx context.Context, d *Decision, zone *dnsbl.Zone) string {
+	reason, err := s.List.TXT(ctx, d.Req.ClientAddr, zone)
+	if err != nil {
+		d.Note("dnsbl_txt_error", err.Error())
+	}
+	if reason == "" {
+		reason = ExpandTemplate(DefaultDNSBLHeader, d.Req, 0, "DNSBL", zone.Name)
+	}
+	return reason
 }
 
 func or[T comparable](v, def T) T {

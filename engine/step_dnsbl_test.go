@@ -21,7 +21,7 @@ import (
 // of its zones through one resolver.
 func dnsLists(tb testing.TB, cacheSize int) func(policy dnsbl.Policy, specs ...string) *dnsbl.List {
 	tb.Helper()
-	srv := dnstest.Start(tb, "testdata/dnsbl.zone")
+	srv := dnstest.Start(tb, "testdata/dnsbl.zone", "testdata/txt.zone")
 	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond, CacheSize: cacheSize})
 	if err != nil {
 		tb.Fatal(err)
@@ -54,6 +54,10 @@ func TestDNSSteps(t *testing.T) {
 	lists := dnsLists(t, 0)
 	withReply := lists(dnsbl.All, "bl1.test", "bl2.test")
 	if err := dnsbl.ParseReply("bl2.test=554 5.7.0 {ADDR} is on bl2, see https://bl2.test/", withReply.Zones()); err != nil {
+		t.Fatal(err)
+	}
+	txtReply := lists(dnsbl.Any, "bl2.test", "txt.test")
+	if err := dnsbl.ParseReply("txt.test=554 5.7.1 txt.test says: {TXT}", txtReply.Zones()); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -126,6 +130,27 @@ func TestDNSSteps(t *testing.T) {
 			bl:   &DNSBL{List: lists(dnsbl.All, "bl1.test", "slow.test")},
 			want: "reject dnsbl dnsbl", reply: "550 5.7.1 Rejected. Address 192.0.2.2 found in bl1.test",
 			log: []string{"dnsbl_abstained=\"slow.test: ", "deadline exceeded"},
+		},
+		// {TXT} is the list's own reason, its TXT record for the listing.
+		{
+			name: "TXT reason", client: "192.0.2.1",
+			bl:   &DNSBL{List: lists(dnsbl.Any, "txt.test"), Text: "Blocked: {TXT}"},
+			want: "reject dnsbl dnsbl", reply: "550 5.7.1 Blocked: Listed for spam, see https://txt.test/q?ip=192.0.2.1",
+		},
+		{
+			name: "no TXT record", client: "192.0.2.2",
+			bl:   &DNSBL{List: lists(dnsbl.Any, "txt.test"), Text: "Blocked: {TXT}"},
+			want: "reject dnsbl dnsbl", reply: "550 5.7.1 Blocked: 192.0.2.2 listed in txt.test",
+		},
+		{
+			name: "TXT cleaned for SMTP", client: "192.0.2.3",
+			bl:   &DNSBL{List: lists(dnsbl.Any, "txt.test"), Text: "{TXT}"},
+			want: "reject dnsbl dnsbl", reply: "550 5.7.1 Open proxy;  see https://txt.test/q?ip=192.0.2.3",
+		},
+		{
+			name: "TXT in a zone's own reply", client: "192.0.2.1",
+			bl:   &DNSBL{List: txtReply},
+			want: "reject dnsbl dnsbl", reply: "554 5.7.1 txt.test says: Listed for spam, see https://txt.test/q?ip=192.0.2.1",
 		},
 		{
 			name: "client without an address", client: "",

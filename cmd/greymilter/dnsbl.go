@@ -55,10 +55,10 @@ func (f *dnsFlags) add(fs *pflag.FlagSet) {
 	fs.Var(newChoice(&f.policy, "any", "any", "all", "majority"), "policy", "when the block lists that answered list a client")
 	fs.IntVar(&f.blThreshold, "dnsbl-threshold", 0, "list a client when at least this many block lists list it (instead of --policy; 0: use --policy)")
 	fs.Var(newChoice(&f.action, "reject", "reject", "greylist", "mark"), "dnsbl-action", "what a block listing does: reject, greylist whatever else says, or mark with an X-RBL-Warning header")
-	fs.StringVar(&f.text, "dnsbl-text", engine.DefaultDNSBLText, "rejection text; {ADDR} {DNSBL} {SENDER} {RECIPIENT} are replaced")
+	fs.StringVar(&f.text, "dnsbl-text", engine.DefaultDNSBLText, "rejection text; {ADDR} {DNSBL} {TXT} (the list's reason) {SENDER} {RECIPIENT} are replaced")
 	fs.IntVar(&f.code, "dnsbl-code", engine.DefaultDNSBLCode, "rejection SMTP code")
 	fs.StringVar(&f.ecode, "dnsbl-ecode", engine.DefaultDNSBLECode, "rejection enhanced status code")
-	fs.StringArrayVar(&f.replies, "dnsbl-reply", nil, "a block list's own rejection, ZONE=[CODE [ECODE]] TEXT (repeatable)")
+	fs.StringArrayVar(&f.replies, "dnsbl-reply", nil, "a block list's own rejection, ZONE=[CODE [ECODE]] TEXT (repeatable; TEXT as --dnsbl-text)")
 
 	fs.StringArrayVar(&f.addwl, "addwl", nil, "DNS allow list zone (repeatable, ZONE=FILTER as for --addbl); listed clients pass without greylisting")
 	fs.IntVar(&f.wlThreshold, "dnswl-threshold", 1, "pass a client that at least this many allow lists list")

@@ -11,7 +11,8 @@ import (
 // TestT41PolicyDNSBLCodes: through check_policy_service, a DNSBL rejection
 // reaches the SMTP client with the configured code and enhanced code (a
 // temporary --dnsbl-code stays temporary) and a list's own --dnsbl-reply,
-// as through the milter: the policy server answers a plain SMTP reply, not
+// as through the milter, and {TXT} the list's own reason: the policy
+// server answers a plain SMTP reply, not
 // REJECT, which Postfix would turn into its access_map_reject_code (554).
 func TestT41PolicyDNSBLCodes(t *testing.T) {
 	t.Parallel()
@@ -30,6 +31,8 @@ func TestT41PolicyDNSBLCodes(t *testing.T) {
 			"Rejected. Address 203.0.113.1 found in bl.e2e.test", 451, "4.7.1"},
 		{"per-list reply", []string{"--dnsbl-reply", "bl.e2e.test=553 5.7.2 Listed at bl.e2e.test: {ADDR}"},
 			"Listed at bl.e2e.test: 203.0.113.1", 553, "5.7.2"},
+		{"list's TXT reason", []string{"--dnsbl-text", "Blocked: {TXT}"},
+			"Blocked: Listed by bl.e2e.test, see https://bl.e2e.test/q/203.0.113.1", 550, "5.7.1"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
