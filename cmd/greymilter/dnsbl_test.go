@@ -173,7 +173,7 @@ func TestDNSMetrics(t *testing.T) {
 	for _, want := range []string{
 		"greymilter_dnslist_refusals_total{list=\"dnsbl\",zone=\"bl.test\"} 0\n",
 		"greymilter_dnslist_selftest_failures_total{list=\"dnsbl\",zone=\"bl.test\"} 0\n",
-		"greymilter_dnslist_suspended{list=\"dnsbl\",zone=\"bl.test\"} 0\n","greymilter_dns_lookups_total 2\n", "greymilter_dns_cache_hits_total 1\n", "greymilter_dns_queries_total 1\n", "greymilter_dns_cache_entries 1\n"} {
+		"greymilter_dnslist_suspended{list=\"dnsbl\",zone=\"bl.test\"} 0\n", "greymilter_dns_lookups_total 2\n", "greymilter_dns_cache_hits_total 1\n", "greymilter_dns_queries_total 1\n", "greymilter_dns_cache_entries 1\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("metrics lack %q:\n%s", want, out.String())
 		}
