@@ -26,11 +26,15 @@ import (
 type Request struct {
 	ClientAddr netip.Addr // the SMTP client's address (unmapped)
 	ClientName string     // verified reverse name; "" when the MTA had none ("unknown")
-	Helo       string     // HELO/EHLO argument as given
-	Sender     string     // envelope sender without brackets; "" is the null sender
-	Recipient  string     // envelope recipient without brackets
-	AuthUser   string     // SASL login name; "" when not authenticated
-	QueueID    string     // MTA queue id, for the log only
+	// ClaimedName is a client name the MTA gave without vouching for it
+	// (Sendmail's {client_resolve} not OK): the ConfirmName step checks it
+	// and, if greymilter's own lookups confirm a name, fills ClientName.
+	ClaimedName string
+	Helo        string // HELO/EHLO argument as given
+	Sender      string // envelope sender without brackets; "" is the null sender
+	Recipient   string // envelope recipient without brackets
+	AuthUser    string // SASL login name; "" when not authenticated
+	QueueID     string // MTA queue id, for the log only
 }
 
 // Action is what the MTA is told to do with a recipient.

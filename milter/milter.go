@@ -117,9 +117,10 @@ type session struct {
 	srv *Server
 
 	// connection
-	addr netip.Addr
-	name string
-	helo string
+	addr    netip.Addr
+	name    string // verified client name
+	claimed string // client name the MTA did not vouch for
+	helo    string
 
 	// transaction
 	sender   string
@@ -143,8 +144,26 @@ func (s *session) Connect(host string, family string, port uint16, addr net.IP, 
 			s.addr = netip.IPv6Unspecified()
 		}
 	}
-	s.name = clientName(host)
+	s.name, s.claimed = clientName(host), ""
+	if !nameVerified(m.Macros) {
+		s.name, s.claimed = "", s.name
+	}
 	return replyContinue, nil
+}
+
+// nameVerified tells whether the MTA vouches for the client name it gave
+// (a PTR name that resolves back to the client). Sendmail gives the PTR
+// name whether or not it does, and says which in {client_resolve}: OK, or
+// FAIL, FORGED, TEMP; it sends the macro when Milter.macros.connect lists
+// it. Postfix sends no such macro but gives only verified names ("unknown"
+// otherwise), and names itself in macro v ("Postfix 3.7.11"). A name from
+// any other MTA, or from a Sendmail that does not send the macro, is
+// confirmed by greymilter's own lookups before it counts.
+func nameVerified(macros map[string]string) bool {
+	if r, ok := macros["{client_resolve}"]; ok {
+		return r == "OK"
+	}
+	return strings.HasPrefix(macros["v"], "Postfix")
 }
 
 // macroAddr reads a client address as MTAs write it in {client_addr}.
@@ -184,13 +203,14 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 		s.queueID = id
 	}
 	req := &engine.Request{
-		ClientAddr: s.addr,
-		ClientName: s.name,
-		Helo:       s.helo,
-		Sender:     s.sender,
-		Recipient:  rcpt,
-		AuthUser:   s.authUser,
-		QueueID:    s.queueID,
+		ClientAddr:  s.addr,
+		ClientName:  s.name,
+		ClaimedName: s.claimed,
+		Helo:        s.helo,
+		Sender:      s.sender,
+		Recipient:   rcpt,
+		AuthUser:    s.authUser,
+		QueueID:     s.queueID,
 	}
 	s.srv.inFlight.RLock()
 	v := s.srv.decider.Decide(context.Background(), req)

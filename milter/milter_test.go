@@ -291,3 +291,23 @@ func TestUnparsedClientAddressIsNotLocal(t *testing.T) {
 		s.Close()
 	}
 }
+
+func TestNameVerified(t *testing.T) {
+	for _, tt := range []struct {
+		macros map[string]string
+		want   bool
+	}{
+		{map[string]string{"{client_resolve}": "OK"}, true},
+		{map[string]string{"{client_resolve}": "FORGED"}, false},
+		{map[string]string{"{client_resolve}": "FAIL"}, false},
+		{map[string]string{"{client_resolve}": "TEMP"}, false},
+		{map[string]string{"{client_resolve}": "FORGED", "v": "Postfix 3.7.11"}, false},
+		{map[string]string{"v": "Postfix 3.7.11", "j": "mx.example"}, true},
+		{map[string]string{"j": "mx.example", "{daemon_name}": "MTA"}, false}, // Sendmail without the macro
+		{nil, false},
+	} {
+		if got := nameVerified(tt.macros); got != tt.want {
+			t.Errorf("nameVerified(%v) = %v, want %v", tt.macros, got, tt.want)
+		}
+	}
+}

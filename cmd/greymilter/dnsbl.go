@@ -69,6 +69,11 @@ func (f *dnsFlags) build(_ context.Context, a *app) error {
 	if err := f.check(); err != nil {
 		return configError(err)
 	}
+	res, err := a.resolver()
+	if err != nil {
+		return err
+	}
+	a.addStep(slotClientName, &engine.ConfirmName{Resolver: res})
 	var lists []*dnsbl.List
 	if len(f.addwl) > 0 {
 		wl, err := f.list(a, f.addwl, dnsbl.Threshold(f.wlThreshold), "--addwl", dnsbl.NewAllowList)

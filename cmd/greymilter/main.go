@@ -50,6 +50,9 @@ type slot int
 
 const (
 	slotBypass slot = iota
+	// slotClientName confirms a client name the MTA did not vouch for
+	// before any name rule sees it.
+	slotClientName
 	slotLists
 	slotDNSWL
 	// slotDNSBL is before the known step: a listing is newer information
