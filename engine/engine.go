@@ -2,8 +2,9 @@
 // recipient of an SMTP transaction is judged, whichever front end (milter or
 // policy server) asked.
 //
-// A decision runs an ordered list of named steps (bypass, lists, known,
-// DNSWL, DNSBL, suspicion, greylist). Each step may settle the verdict or
+// A decision runs an ordered list of named steps (bypass, client name,
+// lists, DNSWL, DNSBL, SPF identity, known, suspicion, greylist; the order
+// is the caller's). Each step may settle the verdict or
 // leave it to the next one; the first step that settles wins. Front ends only
 // translate their wire format into a Request and a Verdict back into a reply.
 package engine

@@ -28,7 +28,8 @@ func (g *Greylisting) key(d *Decision) greylist.Key {
 }
 
 // KnownStep passes triplets that passed before and auto-whitelisted
-// clients, before any network lookup is spent on them.
+// clients, before the suspicion checks spend lookups on them. It runs after
+// the DNS lists' reject and mark: a listing is newer than a past pass.
 func (g *Greylisting) KnownStep() Step { return knownStep{g} }
 
 // GreylistStep defers new triplets and passes those that waited.
