@@ -74,13 +74,18 @@ func (f *dnsFlags) build(_ context.Context, a *app) error {
 		return err
 	}
 	a.addStep(slotClientName, &engine.ConfirmName{Resolver: res})
+	action, _ := engine.ParseDNSBLAction(f.action)
+	wlSlot, blSlot := slotDNSWLAfterKnown, slotDNSBLAfterKnown
+	if len(f.addbl) > 0 && action != engine.DNSBLGreylist {
+		wlSlot, blSlot = slotDNSWL, slotDNSBL
+	}
 	var lists []*dnsbl.List
 	if len(f.addwl) > 0 {
 		wl, err := f.list(a, f.addwl, dnsbl.Threshold(f.wlThreshold), "--addwl", dnsbl.NewAllowList)
 		if err != nil {
 			return err
 		}
-		a.addStep(slotDNSWL, &engine.DNSWL{List: wl})
+		a.addStep(wlSlot, &engine.DNSWL{List: wl})
 		lists = append(lists, wl)
 	}
 	if len(f.addbl) > 0 {
@@ -97,12 +102,7 @@ func (f *dnsFlags) build(_ context.Context, a *app) error {
 				return configError(fmt.Errorf("--dnsbl-reply: %w", err))
 			}
 		}
-		action, _ := engine.ParseDNSBLAction(f.action)
-		at := slotDNSBL
-		if action == engine.DNSBLGreylist {
-			at = slotDNSBLGreylist
-		}
-		a.addStep(at, &engine.DNSBL{List: bl, Action: action, Code: f.code, ECode: f.ecode, Text: f.text})
+		a.addStep(blSlot, &engine.DNSBL{List: bl, Action: action, Code: f.code, ECode: f.ecode, Text: f.text})
 		lists = append(lists, bl)
 	} else if len(f.replies) > 0 {
 		return configError(fmt.Errorf("--dnsbl-reply without --addbl"))

@@ -185,28 +185,36 @@ func TestDNSMetrics(t *testing.T) {
 	}
 }
 
-// TestDNSBLSlot: in reject and mark mode the DNSBL step runs before the
-// known step (a listing is newer than a past pass); in greylist mode after
-// it (a known triplet keeps passing, without lookups).
-func TestDNSBLSlot(t *testing.T) {
+// TestDNSListSlots: when a DNSBL rejects or marks, the DNS lists run
+// before the known step (a listing is newer than a past pass), the DNSWL
+// first; a DNSWL alone or a DNSBL in greylist mode (where a known triplet
+// keeps passing) run after it, so that known clients cost no lookups.
+func TestDNSListSlots(t *testing.T) {
 	srv := dnstest.Start(t, "testdata/dnsbl.zone")
 	for _, tt := range []struct {
-		action string
-		want   slot
-	}{{"reject", slotDNSBL}, {"mark", slotDNSBL}, {"greylist", slotDNSBLGreylist}} {
-		a, _ := buildDNS(t, "--dns", srv.Addr(), "--addbl", "bl.test", "--dnsbl-action", tt.action)
+		args         []string
+		dnswl, dnsbl slot
+	}{
+		{[]string{"--addbl", "bl.test", "--addwl", "wl.test", "--dnsbl-action", "reject"}, slotDNSWL, slotDNSBL},
+		{[]string{"--addbl", "bl.test", "--addwl", "wl.test", "--dnsbl-action", "mark"}, slotDNSWL, slotDNSBL},
+		{[]string{"--addbl", "bl.test", "--addwl", "wl.test", "--dnsbl-action", "greylist"}, slotDNSWLAfterKnown, slotDNSBLAfterKnown},
+		{[]string{"--addwl", "wl.test"}, slotDNSWLAfterKnown, -1},
+	} {
+		a, _ := buildDNS(t, append([]string{"--dns", srv.Addr()}, tt.args...)...)
 		for s, steps := range a.steps {
 			for _, st := range steps {
-				if st.Name() == "dnsbl" && slot(s) != tt.want {
-					t.Errorf("%s: dnsbl step in slot %d, want %d", tt.action, s, tt.want)
+				want := map[string]slot{"dnswl": tt.dnswl, "dnsbl": tt.dnsbl}[st.Name()]
+				if (st.Name() == "dnswl" || st.Name() == "dnsbl") && slot(s) != want {
+					t.Errorf("%v: %s step in slot %d, want %d", tt.args, st.Name(), s, want)
 				}
 			}
 		}
-		if len(a.steps[tt.want]) != 1 {
-			t.Errorf("%s: no dnsbl step in slot %d", tt.action, tt.want)
+		if len(a.steps[tt.dnswl]) != 1 {
+			t.Errorf("%v: no dnswl step in slot %d", tt.args, tt.dnswl)
 		}
 	}
-	if !(slotDNSWL < slotDNSBL && slotDNSBL < slotKnown && slotKnown < slotDNSBLGreylist && slotDNSBLGreylist < slotSuspicion) {
-		t.Error("slots out of order: want DNSWL, DNSBL, known, DNSBL (greylist mode), suspicion")
+	if !(slotDNSWL < slotDNSBL && slotDNSBL < slotKnown && slotKnown < slotDNSWLAfterKnown &&
+		slotDNSWLAfterKnown < slotDNSBLAfterKnown && slotDNSBLAfterKnown < slotSuspicion) {
+		t.Error("slots out of order")
 	}
 }

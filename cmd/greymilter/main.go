@@ -54,16 +54,19 @@ const (
 	// before any name rule sees it.
 	slotClientName
 	slotLists
+	// slotDNSWL and slotDNSBL are before the known step when a DNSBL
+	// rejects or marks: a listing is newer information than a past pass,
+	// so it applies to known clients too (and the DNSWL keeps its
+	// precedence over the DNSBL).
 	slotDNSWL
-	// slotDNSBL is before the known step: a listing is newer information
-	// than a past pass, so reject and mark apply to known clients too.
 	slotDNSBL
 	slotIdentity // names the triplet's client (SPF identity) before the known lookup
 	slotKnown
-	// slotDNSBLGreylist holds the DNSBL step in greylist mode, where a
-	// known triplet keeps passing: after the known step, so that known
-	// clients cost no lookups.
-	slotDNSBLGreylist
+	// slotDNSWLAfterKnown and slotDNSBLAfterKnown hold the lists when no
+	// DNSBL rejects or marks (a DNSWL alone, or a DNSBL in greylist mode,
+	// where a known triplet keeps passing): known clients cost no lookups.
+	slotDNSWLAfterKnown
+	slotDNSBLAfterKnown
 	slotSuspicion
 	slotGreylist
 	numSlots
