@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 
+	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/lists"
 )
 
@@ -25,7 +26,7 @@ func (*Lists) Name() string { return "lists" }
 
 // Run implements Step.
 func (l *Lists) Run(_ context.Context, d *Decision) (bool, error) {
-	r := l.Set.Check(d.Req.ClientAddr, d.Req.ClientName, d.Req.Sender, d.Req.Recipient)
+	r := l.Set.Check(d.Req.ClientAddr, d.Req.ClientName, d.Req.Sender, greylist.UnwrapSender(d.Req.Sender), d.Req.Recipient)
 	switch r.Verdict {
 	case lists.Blacklisted:
 		text := l.BlacklistText

@@ -23,7 +23,7 @@ func TestListsStep(t *testing.T) {
 	}
 	wc := file("wc", "# friends\n192.0.2.0/24\nfriend.example\n")
 	wr := file("wr", "postmaster@\n")
-	ws := file("ws", "news@shop.example\n")
+	ws := file("ws", "news@shop.example\n/^msprvs1=[a-z0-9]+=raw@/\n")
 	bc := file("bc", "192.0.2.66\n")
 	bs := file("bs", "spammer@shop.example\n")
 	set, err := lists.Load(lists.Config{
@@ -54,6 +54,18 @@ func TestListsStep(t *testing.T) {
 			action: Pass, reason: "whitelist", listed: "sender", list: ws + ":1"},
 		{name: "blacklisted client beats whitelisted network", addr: "192.0.2.66", sender: "a@other.example", recipient: "postmaster@here.example",
 			action: Reject, reply: "550 5.7.1 Rejected by local policy: 192.0.2.66 <a@other.example> is blacklisted", reason: "blacklist", listed: "client", list: bc + ":1"},
+		{name: "whitelisted sender behind a BATV tag", addr: "203.0.113.5", sender: "prvs=0011aabb=news@shop.example", recipient: "b@here.example",
+			action: Pass, reason: "whitelist", listed: "sender", list: ws + ":1"},
+		{name: "whitelisted sender forwarded with SRS", addr: "203.0.113.5", sender: "SRS0=HHH=TT=shop.example=news@forwarder.example", recipient: "b@here.example",
+			action: Pass, reason: "whitelist", listed: "sender", list: ws + ":1"},
+		{name: "blacklisted sender behind a BATV tag", addr: "192.0.2.10", sender: "prvs=0011aabb=spammer@shop.example", recipient: "b@here.example",
+			action: Reject, reply: "550 5.7.1 Rejected by local policy: 192.0.2.10 <prvs=0011aabb=spammer@shop.example> is blacklisted", reason: "blacklist", listed: "sender", list: bs + ":1"},
+		{name: "blacklisted sender behind msprvs1 and btv1 tags", addr: "203.0.113.5", sender: "btv1==0957d6f5b0d==Spammer@Shop.Example", recipient: "b@here.example",
+			action: Reject, reply: "550 5.7.1 Rejected by local policy: 203.0.113.5 <btv1==0957d6f5b0d==Spammer@Shop.Example> is blacklisted", reason: "blacklist", listed: "sender", list: bs + ":1"},
+		{name: "blacklisted sender inside SRS1", addr: "203.0.113.5", sender: "SRS1=XXXX=fwd1.example==HHHH=TT=shop.example=spammer@fwd2.example", recipient: "b@here.example",
+			action: Reject, reply: "550 5.7.1 Rejected by local policy: 203.0.113.5 <SRS1=XXXX=fwd1.example==HHHH=TT=shop.example=spammer@fwd2.example> is blacklisted", reason: "blacklist", listed: "sender", list: bs + ":1"},
+		{name: "raw BATV address listed as written", addr: "203.0.113.5", sender: "msprvs1=17623Tb4eB4Ht=raw@shop.example", recipient: "b@here.example",
+			action: Pass, reason: "whitelist", listed: "sender", list: ws + ":2"},
 		{name: "blacklisted sender, own text", text: "Go away, {SENDER} from {CLIENT}", addr: "192.0.2.10", sender: "spammer@shop.example", recipient: "b@here.example",
 			action: Reject, reply: "550 5.7.1 Go away, spammer@shop.example from 192.0.2.10", reason: "blacklist", listed: "sender", list: bs + ":1"},
 	}

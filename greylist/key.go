@@ -59,25 +59,41 @@ func NormalizeRecipient(r string) string {
 // NormalizeSender folds the parts of a sender address that change from
 // message to message of the same sender, so that a retry, a bounce or the
 // next mailing-list post keeps one key:
-//   - BATV tags: prvs=TAG=user, msprvs1=TAG=user, btv1==TAG==user;
-//   - SRS0/SRS1 forwarding: the original address is kept;
+//   - BATV tags and SRS forwarding, as UnwrapSender;
 //   - VERP and similar: a "+extension" is dropped, numbers and long hex
 //     tokens in the local part become "#".
 func NormalizeSender(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
+	s = UnwrapSender(s)
 	at := strings.LastIndexByte(s, '@')
 	if at < 0 {
 		return s
 	}
 	local, domain := s[:at], s[at+1:]
-	local = stripBATV(local)
-	if orig, ok := unwrapSRS(local); ok {
-		return NormalizeSender(orig)
-	}
 	if i := strings.IndexByte(local, '+'); i > 0 {
 		local = local[:i]
 	}
 	return foldNumbers(local) + "@" + domain
+}
+
+// UnwrapSender returns the lowercased address a sender stands for:
+//   - BATV tags are removed: prvs=TAG=user, msprvs1=TAG=user, btv1==TAG==user;
+//   - SRS0/SRS1 forwarding gives the original address.
+//
+// It returns the lowercased s itself when there is nothing to unwrap.
+func UnwrapSender(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	local := stripBATV(s[:at])
+	if orig, ok := unwrapSRS(local); ok {
+		return UnwrapSender(orig)
+	}
+	if len(local) == at {
+		return s
+	}
+	return local + s[at:]
 }
 
 func stripBATV(local string) string {

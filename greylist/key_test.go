@@ -33,6 +33,25 @@ func TestNormalizeSender(t *testing.T) {
 	}
 }
 
+func TestUnwrapSender(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"Alice+News@Example.ORG", "alice+news@example.org"}, // only BATV and SRS go
+		{"prvs=1234abcdef=alice@example.org", "alice@example.org"},
+		{"msprvs1=17623Tb4eB4Ht=bounces-123@example.org", "bounces-123@example.org"},
+		{"btv1==0957d6f5b0d==alice@example.org", "alice@example.org"},
+		{"SRS0=HHH=TT=origin.example=alice@forwarder.example", "alice@origin.example"},
+		{"SRS1=XXXX=fwd1.example==HHHH=TT=origin.example=prvs=12=bob@fwd2.example", "bob@origin.example"},
+		{"prvs=@example.org", "prvs=@example.org"}, // no user after the tag: kept
+		{"MAILER-DAEMON", "mailer-daemon"},
+	}
+	for _, tt := range tests {
+		if got := UnwrapSender(tt.in); got != tt.want {
+			t.Errorf("UnwrapSender(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestKeyerClient(t *testing.T) {
 	tests := []struct {
 		keyer Keyer

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -141,23 +142,38 @@ func (s *Set) Rules() int {
 
 // Check looks one recipient of a transaction up in every list. A blacklist
 // match wins over a whitelist match; clients are looked up before senders,
-// senders before recipients.
-func (s *Set) Check(addr netip.Addr, clientName, sender, recipient string) Result {
+// senders before recipients. bareSender is the address the sender stands
+// for without a BATV tag or SRS forwarding (greylist.UnwrapSender), or ""
+// when it is the sender itself: sender lists match either form, so that
+// neither a tag escapes a blacklist nor a whitelisted sender using one is
+// greylisted.
+func (s *Set) Check(addr netip.Addr, clientName, sender, bareSender, recipient string) Result {
 	c := s.cur.Load()
 	if src, ok := c.blClients.MatchClient(addr, clientName); ok {
 		return Result{Blacklisted, src, "client"}
 	}
-	if src, ok := c.blSenders.MatchAddress(sender); ok {
+	if src, ok := matchSender(c.blSenders, sender, bareSender); ok {
 		return Result{Blacklisted, src, "sender"}
 	}
 	if src, ok := c.wlClients.MatchClient(addr, clientName); ok {
 		return Result{Whitelisted, src, "client"}
 	}
-	if src, ok := c.wlSenders.MatchAddress(sender); ok {
+	if src, ok := matchSender(c.wlSenders, sender, bareSender); ok {
 		return Result{Whitelisted, src, "sender"}
 	}
 	if src, ok := c.wlRecipients.MatchAddress(recipient); ok {
 		return Result{Whitelisted, src, "recipient"}
 	}
 	return Result{}
+}
+
+// matchSender matches the sender as given, then the address it stands for.
+func matchSender(l *List, sender, bareSender string) (Source, bool) {
+	if src, ok := l.MatchAddress(sender); ok {
+		return src, true
+	}
+	if bareSender == "" || strings.EqualFold(bareSender, sender) {
+		return Source{}, false
+	}
+	return l.MatchAddress(bareSender)
 }

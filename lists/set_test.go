@@ -38,24 +38,27 @@ func TestSetCheck(t *testing.T) {
 	cases := []struct {
 		name                            string
 		addr, client, sender, recipient string
+		bare                            string
 		want                            Verdict
 		file                            string
 		line                            int
 		subject                         string
 	}{
-		{"unlisted", "203.0.113.1", "mx.other.example", "a@other.example", "b@here.example", Unlisted, "", 0, ""},
-		{"client network", "192.0.2.10", "", "a@other.example", "b@here.example", Whitelisted, "wc", 1, "client"},
-		{"client name", "203.0.113.1", "mx.friend.example", "a@other.example", "b@here.example", Whitelisted, "wc", 2, "client"},
-		{"second file", "198.51.100.7", "", "a@other.example", "b@here.example", Whitelisted, "wc2", 1, "client"},
-		{"recipient", "203.0.113.1", "", "a@other.example", "postmaster@here.example", Whitelisted, "wr", 1, "recipient"},
-		{"sender", "203.0.113.1", "", "news+123@shop.example", "b@here.example", Whitelisted, "ws", 1, "sender"},
-		{"blacklisted client inside whitelisted network", "192.0.2.66", "", "a@other.example", "b@here.example", Blacklisted, "bc", 1, "client"},
-		{"blacklisted name beats whitelisted recipient", "203.0.113.1", "relay.spam.example", "a@other.example", "postmaster@here.example", Blacklisted, "bc", 2, "client"},
-		{"blacklisted sender beats whitelisted client", "192.0.2.10", "", "spammer@shop.example", "b@here.example", Blacklisted, "bs", 3, "sender"},
+		{"unlisted", "203.0.113.1", "mx.other.example", "a@other.example", "b@here.example", "", Unlisted, "", 0, ""},
+		{"client network", "192.0.2.10", "", "a@other.example", "b@here.example", "", Whitelisted, "wc", 1, "client"},
+		{"client name", "203.0.113.1", "mx.friend.example", "a@other.example", "b@here.example", "", Whitelisted, "wc", 2, "client"},
+		{"second file", "198.51.100.7", "", "a@other.example", "b@here.example", "", Whitelisted, "wc2", 1, "client"},
+		{"recipient", "203.0.113.1", "", "a@other.example", "postmaster@here.example", "", Whitelisted, "wr", 1, "recipient"},
+		{"sender", "203.0.113.1", "", "news+123@shop.example", "b@here.example", "", Whitelisted, "ws", 1, "sender"},
+		{"blacklisted client inside whitelisted network", "192.0.2.66", "", "a@other.example", "b@here.example", "", Blacklisted, "bc", 1, "client"},
+		{"blacklisted name beats whitelisted recipient", "203.0.113.1", "relay.spam.example", "a@other.example", "postmaster@here.example", "", Blacklisted, "bc", 2, "client"},
+		{"whitelisted bare sender", "203.0.113.1", "", "prvs=0011aabb=news@shop.example", "b@here.example", "news@shop.example", Whitelisted, "ws", 1, "sender"},
+		{"blacklisted bare sender", "203.0.113.1", "", "SRS0=H=TT=shop.example=spammer@fwd.example", "b@here.example", "spammer@shop.example", Blacklisted, "bs", 3, "sender"},
+		{"blacklisted sender beats whitelisted client", "192.0.2.10", "", "spammer@shop.example", "b@here.example", "", Blacklisted, "bs", 3, "sender"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := s.Check(netip.MustParseAddr(c.addr), c.client, c.sender, c.recipient)
+			r := s.Check(netip.MustParseAddr(c.addr), c.client, c.sender, c.bare, c.recipient)
 			var want Result
 			if c.want != Unlisted {
 				want = Result{c.want, Source{filepath.Join(dir, c.file), c.line}, c.subject}
@@ -77,7 +80,7 @@ func TestSetReload(t *testing.T) {
 	a1, a2 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	check := func(a netip.Addr, want Verdict) {
 		t.Helper()
-		if r := s.Check(a, "", "", ""); r.Verdict != want {
+		if r := s.Check(a, "", "", "", ""); r.Verdict != want {
 			t.Errorf("%v: %v, want %v", a, r.Verdict, want)
 		}
 	}
@@ -146,7 +149,7 @@ func TestSetConcurrentReload(t *testing.T) {
 					return
 				default:
 				}
-				if r := s.Check(a, "", "", ""); r.Verdict == Unlisted {
+				if r := s.Check(a, "", "", "", ""); r.Verdict == Unlisted {
 					t.Error("192.0.2.1 unlisted during a reload")
 					return
 				}
@@ -192,7 +195,7 @@ func TestDefaultWhitelist(t *testing.T) {
 		{"192.0.2.1", "notgoogle.com", false},
 		{"192.0.2.1", "", false},
 	} {
-		r := s.Check(netip.MustParseAddr(c.addr), c.name, "", "")
+		r := s.Check(netip.MustParseAddr(c.addr), c.name, "", "", "")
 		if got := r.Verdict == Whitelisted; got != c.want {
 			t.Errorf("%s %s: %+v, want whitelisted %v", c.addr, c.name, r, c.want)
 		}
@@ -204,7 +207,7 @@ func TestDefaultWhitelist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := off.Check(netip.MustParseAddr("209.85.128.41"), "mail.google.com", "", ""); r.Verdict != Unlisted {
+	if r := off.Check(netip.MustParseAddr("209.85.128.41"), "mail.google.com", "", "", ""); r.Verdict != Unlisted {
 		t.Errorf("without the default whitelist: %+v, want unlisted", r)
 	}
 }
