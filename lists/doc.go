@@ -32,11 +32,21 @@
 //	user@example.com       that address, and user+ext@example.com
 //	postmaster@            that local part (and its +ext forms) at any domain
 //	@example.com           any local part at exactly example.com (Postfix
-//	                       access(5) style)
+//	*@example.com          access(5) style); *@ is no other wildcard
 //	example.com            any address at example.com or its subdomains
+//	<>                     the null sender (bounces), in sender lists
+//	<user@example.com>     angle brackets around a whole address are dropped
 //	/regex/                a regular expression matched without regard to
 //	                       case against the whole address (the null sender
-//	                       is the empty string, so /^$/ matches it)
+//	                       is the empty string, so /^$/ matches it too)
+//
+// A rule that could never match is refused with its FILE:LINE and a hint,
+// never loaded: other wildcards in a local part (user*@, us?r@), a leading
+// dot (.example.com), stray angle brackets, <> in a recipient list.
+//
+// Sender lists match the sender as given and the address behind a BATV tag
+// or SRS forwarding (prvs=TAG=user@example.com is user@example.com): see
+// Set.Check.
 //
 // Address matching does not walk the list: networks are flattened into a
 // sorted table of disjoint ranges searched in O(log n), and names, domains and

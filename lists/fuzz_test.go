@@ -43,10 +43,39 @@ func FuzzParse(f *testing.F) {
 						}
 					}
 					l.MatchClient(netip.IPv6Unspecified(), line)
-				} else {
-					l.MatchAddress(line)
+				} else if addr, ok := listedAddress(line); ok {
+					// No rule is loaded that can never match.
+					if _, ok := l.MatchAddress(addr); !ok {
+						t.Fatalf("list with line %q does not match %q", line, addr)
+					}
 				}
 			}
 		}
 	})
+}
+
+// listedAddress returns an address that the address rule on line lists,
+// false for a regex or a blank line.
+func listedAddress(line string) (string, bool) {
+	if line == "" || line[0] == '/' {
+		return "", false
+	}
+	if strings.HasPrefix(line, "<") && strings.HasSuffix(line, ">") {
+		line = line[1 : len(line)-1]
+		if line == "" {
+			return "", true // the null sender
+		}
+	}
+	i := strings.LastIndexByte(line, '@')
+	switch {
+	case i < 0:
+		return "x@" + line, true
+	case i == len(line)-1:
+		return line + "example.org", true
+	case line[:i] == "*":
+		return "x" + line[i:], true
+	case i == 0:
+		return "x" + line, true
+	}
+	return line, true
 }

@@ -62,6 +62,7 @@ type List struct {
 	locals  map[string]int32  // postmaster@
 	exact   map[string]int32  // @example.com
 	domains map[string]int32  // example.com and subdomains
+	null    int32             // <>, the null sender: its rule + 1; 0 when not listed
 
 	regexps []regexRule // for both kinds, in file order
 }
@@ -107,11 +108,14 @@ func (l *List) MatchClient(addr netip.Addr, name string) (Source, bool) {
 }
 
 // MatchAddress reports the rule that lists an envelope address (without
-// angle brackets; "" is the null sender). user@example.com rules are tried
-// first, then postmaster@, @example.com, example.com, and regexes last.
+// angle brackets; "" is the null sender). <> and user@example.com rules are
+// tried first, then postmaster@, @example.com, example.com, and regexes last.
 func (l *List) MatchAddress(addr string) (Source, bool) {
 	if l == nil {
 		return Source{}, false
+	}
+	if addr == "" && l.null > 0 {
+		return l.source(l.null - 1), true
 	}
 	a := strings.ToLower(addr)
 	local, domain := a, ""

@@ -144,6 +144,22 @@ func TestMatchAddress(t *testing.T) {
 		{`/^bounce-\d+@/`, "bounce-x@lists.example.org", false},
 		{`/^$/`, "", true},
 		{`/^$/`, "a@b.example", false},
+		// *@domain is the domain form @domain, not a literal '*'.
+		{"*@example.com", "anyone@example.com", true},
+		{"*@example.com", "ANYONE@Example.com.", true},
+		{"*@example.com", "anyone@sub.example.com", false},
+		{"*@example.com", "anyone@example.org", false},
+		// <> is the null sender; angle brackets around an address are
+		// taken off, as in an SMTP command.
+		{"<>", "", true},
+		{"<>", "a@b.example", false},
+		{"<>", "mailer-daemon@b.example", false},
+		{"<user@example.com>", "user@example.com", true},
+		{"<user@example.com>", "user+x@example.com", true},
+		{"<user@example.com>", "other@example.com", false},
+		{"<@example.com>", "anyone@example.com", true},
+		{"user@example.com", "", false},
+		{"postmaster@", "", false},
 	}
 	for _, c := range cases {
 		l := mustParse(t, Addresses, "\n"+c.rule+"\n")
@@ -190,8 +206,22 @@ func TestParseErrors(t *testing.T) {
 		{Addresses, "@", "neither a local part nor a domain"},
 		{Addresses, "user@exa mple.com", "one rule per line"},
 		{Addresses, "user@[192.0.2.1]", "bad domain"},
-		{Addresses, "*@example.com", ""}, // a local part may hold '*'; not an error
+		{Addresses, "*@example.com", ""}, // the domain form
+		{Addresses, "<>", ""},            // the null sender
 		{Addresses, "ex*ample.com", "no wildcards"},
+		{Addresses, "*@", "write *@example.com"},
+		{Addresses, "*@*", "no wildcards"},
+		{Addresses, "user*@example.com", "/regex/"},
+		{Addresses, "us?r@example.com", "/regex/"},
+		{Addresses, "*user@", "/regex/"},
+		{Addresses, "<user@example.com", "angle brackets"},
+		{Addresses, "user@example.com>", "angle brackets"},
+		{Addresses, "<<>>", "angle brackets"},
+		{Addresses, "<user>@example.com", "angle brackets"},
+		{Addresses, ".example.com", "example.com already matches its subdomains"},
+		{Addresses, "@.example.com", "example.com already matches its subdomains"},
+		{Clients, ".example.com", "example.com already matches its subdomains"},
+		{Clients, "<>", "not an address"},
 	}
 	for _, c := range cases {
 		text := "# header\n" + c.line + "\n"

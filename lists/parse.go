@@ -283,6 +283,21 @@ func (b *builder) addPrefixSrc(p netip.Prefix, src int32) {
 }
 
 func (b *builder) parseAddress(s string) error {
+	line := s
+	if strings.HasPrefix(s, "<") && strings.HasSuffix(s, ">") {
+		// As written in an SMTP command; <> is the null sender.
+		s = s[1 : len(s)-1]
+		if s == "" {
+			src := b.addRule()
+			if b.l.null == 0 {
+				b.l.null = src + 1
+			}
+			return nil
+		}
+	}
+	if strings.ContainsAny(s, "<>") {
+		return fmt.Errorf("%q: angle brackets go around a whole address (<user@example.com>, <> for the null sender)", line)
+	}
 	i := strings.LastIndexByte(s, '@')
 	if i < 0 {
 		name, err := checkName(s)
@@ -296,6 +311,14 @@ func (b *builder) parseAddress(s string) error {
 		return nil
 	}
 	local, domain := s[:i], s[i+1:]
+	switch {
+	case local == "*" && domain == "":
+		return fmt.Errorf("%q: write *@example.com for every address of a domain, or /./ for every address", line)
+	case local == "*":
+		local = "" // *@example.com is @example.com
+	case strings.ContainsAny(local, "*?"):
+		return fmt.Errorf("%q: wildcards in the local part are not supported: write *@example.com for a whole domain, or a /regex/", line)
+	}
 	if domain != "" {
 		d, err := checkName(domain)
 		if err != nil {
@@ -345,6 +368,9 @@ func checkName(s string) (string, error) {
 	}
 	if strings.ContainsAny(name, "*?") {
 		return bad("names take no wildcards; example.com already matches its subdomains")
+	}
+	if name[0] == '.' {
+		return bad("write " + strings.TrimLeft(name, ".") + ": example.com already matches its subdomains")
 	}
 	labels := strings.Split(name, ".")
 	for _, l := range labels {

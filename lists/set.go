@@ -3,6 +3,7 @@ package lists
 import (
 	"bytes"
 	_ "embed"
+	"errors"
 	"net/netip"
 	"strings"
 	"sync"
@@ -130,6 +131,11 @@ func compile(cfg Config) (*compiled, error) {
 			return nil, err
 		}
 		*f.dst = l
+	}
+	if c.wlRecipients.null > 0 {
+		// A rule that could never match is refused, not loaded.
+		src := c.wlRecipients.source(c.wlRecipients.null - 1)
+		return nil, &ParseError{File: src.File, Line: src.Line, Err: errors.New("<> is the null sender: a recipient is never empty (put it in a sender list)")}
 	}
 	return &c, nil
 }

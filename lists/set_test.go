@@ -125,6 +125,28 @@ func TestLoadError(t *testing.T) {
 	}
 }
 
+// TestNullSenderRule checks that <> lists the null sender in a sender list
+// and is refused, with its line, in a recipient list where it could never
+// match.
+func TestNullSenderRule(t *testing.T) {
+	dir := t.TempDir()
+	bs := writeFile(t, dir, "bs", "spammer@shop.example\n<>\n")
+	s, err := Load(Config{BlacklistSenders: []string{bs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Result{Blacklisted, Source{bs, 2}, "sender"}
+	if r := s.Check(netip.MustParseAddr("192.0.2.1"), "", "", "", "b@here.example"); r != want {
+		t.Errorf("null sender: %+v, want %+v", r, want)
+	}
+	wr := writeFile(t, dir, "wr", "postmaster@\n\n<>\n")
+	_, err = Load(Config{WhitelistRecipients: []string{wr}})
+	var pe *ParseError
+	if !errors.As(err, &pe) || pe.File != wr || pe.Line != 3 || !strings.Contains(err.Error(), "a recipient is never empty") {
+		t.Fatalf("Load of <> as a recipient: %v, want a ParseError at %s:3 saying a recipient is never empty", err, wr)
+	}
+}
+
 // TestSetConcurrentReload runs Check from several goroutines while the
 // lists are reloaded (run with -race). Every answer must come from one
 // consistent version: the two rules of a version always agree.
