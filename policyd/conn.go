@@ -60,9 +60,9 @@ func (c *conn) serve() {
 		if !c.setIdle() {
 			return
 		}
-		// One deadline per request bounds both the wait for it and the
-		// answer's write: a peer that stops reading cannot hold us either.
-		c.nc.SetDeadline(time.Now().Add(cfg.IdleTimeout))
+		// The idle timeout bounds only the wait for a request: the
+		// decision has the engine's deadline, the answer its own below.
+		c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
 		err := c.rd.Peek()
 		kicked := c.setBusy()
 		if err != nil {
@@ -72,15 +72,19 @@ func (c *conn) serve() {
 		if kicked {
 			// Shutdown tried to wake us just as a request arrived: serve
 			// it under a fresh deadline, then close.
-			c.nc.SetDeadline(time.Now().Add(cfg.IdleTimeout))
+			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
 		}
 		if err := c.rd.Read(&c.req); err != nil {
 			c.logReadError(err)
 			return
 		}
 		c.out = c.answer(c.out[:0])
+		// A peer that stops reading cannot hold the connection either.
+		c.nc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		if _, err := c.nc.Write(c.out); err != nil {
-			c.srv.log.Debug("policy: write failed", "remote", c.remote(), "error", err)
+			if c.ctx.Err() == nil { // not the hard stop closing the socket
+				c.srv.log.Warn("policy: write failed, the answer is lost", "remote", c.remote(), "err", err)
+			}
 			return
 		}
 		if cfg.CloseAfterReply {
@@ -145,7 +149,7 @@ func (c *conn) logIdleError(err error, kicked bool) {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.srv.log.Debug("policy: idle timeout, closing", "remote", c.remote())
 	default:
-		c.srv.log.Debug("policy: read failed, closing", "remote", c.remote(), "error", err)
+		c.srv.log.Debug("policy: read failed, closing", "remote", c.remote(), "err", err)
 	}
 }
 
@@ -160,7 +164,7 @@ func (c *conn) logReadError(err error) {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		log.Warn("policy: client closed inside a request", "remote", c.remote())
 	default:
-		log.Warn("policy: bad request, closing", "remote", c.remote(), "error", err)
+		log.Warn("policy: bad request, closing", "remote", c.remote(), "err", err)
 	}
 }
 

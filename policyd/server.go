@@ -25,6 +25,10 @@ const (
 	// retry delay and a warning in the mail log. The timeout only reaps
 	// peers that went away and requests left half sent.
 	DefaultIdleTimeout = 330 * time.Second
+	// DefaultWriteTimeout bounds the write of one answer, a few hundred
+	// bytes that fit in any socket buffer: only a peer that stopped reading
+	// makes it wait.
+	DefaultWriteTimeout = 10 * time.Second
 	// DefaultMaxLineLength bounds one name=value line. Postfix limits SMTP
 	// command lines to 2048 bytes (line_length_limit), so no address comes
 	// near it; certificate subjects are the longest values it sends.
@@ -38,8 +42,12 @@ type Config struct {
 	Decider Decider
 	Logger  *slog.Logger // default slog.Default()
 	// IdleTimeout closes a connection when a whole request has not arrived
-	// this long after the previous answer (or the connect).
+	// this long after the previous answer (or the connect). It counts only
+	// the wait for a request: the decision is bounded by the Decider's own
+	// deadline, the answer by WriteTimeout.
 	IdleTimeout time.Duration
+	// WriteTimeout bounds the write of one answer.
+	WriteTimeout time.Duration
 	// CloseAfterReply closes the connection after each answer, for Exim's
 	// ${readsocket} (postgrey's --exim, bley's exim_workaround).
 	CloseAfterReply bool
@@ -69,6 +77,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	if cfg.MaxLineLength <= 0 {
 		cfg.MaxLineLength = DefaultMaxLineLength
@@ -120,7 +131,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			// Out of file descriptors or an aborted handshake: wait a
 			// little rather than spin, then go on.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("policy: accept failed", "error", err, "retry_in", backoff)
+			s.log.Warn("policy: accept failed", "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():

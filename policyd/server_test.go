@@ -269,6 +269,49 @@ func TestIdleTimeout(t *testing.T) {
 	})
 }
 
+// TestIdleTimeoutSparesTheDecision checks that the idle timeout counts only
+// the wait for a request: a decision that outlasts it is still answered,
+// and the connection serves the next request.
+func TestIdleTimeoutSparesTheDecision(t *testing.T) {
+	const idle = 150 * time.Millisecond
+	f := start(t, Config{IdleTimeout: idle})
+	c := f.dial()
+	c.send(rcpt("slow@example.net"))
+	<-f.step.entered
+	time.Sleep(3 * idle) // the decision takes longer than the idle timeout
+	close(f.step.release)
+	if got, err := c.reply(); err != nil || got != "DUNNO" {
+		t.Fatalf("slow decision: got %q, %v; want DUNNO", got, err)
+	}
+	if got := c.ask(rcpt("defer@example.net")); !strings.HasPrefix(got, "DEFER_IF_PERMIT 4.7.1 ") {
+		t.Fatalf("next request: got %q", got)
+	}
+	if !c.closed() { // the idle timeout still ends an idle connection
+		t.Fatal("connection still open")
+	}
+}
+
+// TestWriteFailureIsAWarning checks that an answer that cannot be written
+// (the client reset the connection while its request was decided) is
+// logged as a warning.
+func TestWriteFailureIsAWarning(t *testing.T) {
+	f := start(t, Config{})
+	c := f.dial()
+	c.send(rcpt("slow@example.net"))
+	<-f.step.entered
+	c.c.(*net.TCPConn).SetLinger(0) // close with a reset
+	c.c.Close()
+	time.Sleep(50 * time.Millisecond) // the reset reaches the server's socket
+	close(f.step.release)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(f.logs.String(), `level=WARN msg="policy: write failed`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning about the failed write in:\n%s", f.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestCloseAfterReply(t *testing.T) {
 	f := start(t, Config{CloseAfterReply: true})
 	for _, r := range []string{"defer", "bob"} {
