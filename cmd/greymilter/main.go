@@ -182,6 +182,9 @@ func (c *coreFlags) check() error {
 	if c.autoWhitelist < 0 {
 		return fmt.Errorf("--auto-whitelist-clients %d: want 0 or more", c.autoWhitelist)
 	}
+	if err := checkTiming(c.rules); err != nil {
+		return err
+	}
 	if c.purgeInterval <= 0 {
 		return fmt.Errorf("--purge-interval: must be more than 0")
 	}
