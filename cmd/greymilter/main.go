@@ -243,6 +243,13 @@ func (c *coreFlags) logger(w io.Writer) (*slog.Logger, error) {
 
 // run is main without the exit, for tests.
 func run(args []string, stderr io.Writer) int {
+	// First of all: SIGHUP's default action ends the process, and
+	// logrotate may send one at any moment, also while greymilter starts.
+	// One that comes before serving is honoured (a reload) once serving.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	fs := pflag.NewFlagSet("greymilter", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
@@ -303,7 +310,7 @@ func run(args []string, stderr io.Writer) int {
 		}
 		return 1
 	}
-	return a.serve(ctx, &core)
+	return a.serve(ctx, &core, hup)
 }
 
 // errConfig marks errors in what the operator wrote (flags, files).
@@ -367,13 +374,10 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	return a, nil
 }
 
-// serve runs the services until a signal, then shuts down in order:
+// serve runs the services until a signal, then shuts down in order (hup
+// asks for a reload):
 // stop accepting, answer what is in flight, close the store.
-func (a *app) serve(ctx context.Context, c *coreFlags) int {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
+func (a *app) serve(ctx context.Context, c *coreFlags, hup <-chan os.Signal) int {
 	maintainCtx, stopMaintain := context.WithCancel(context.Background())
 	var maint sync.WaitGroup
 	maint.Go(func() { a.greylist.Maintain(maintainCtx, c.purgeInterval, a.clock.Now) })

@@ -148,7 +148,7 @@ func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
 		g.Socket = "unix:" + g.Addr
 	}
 	if _, ok := flagValue(args, "--dns"); !ok {
-		args = append([]string{"--dns", deadDNS(t)}, args...)
+		args = append([]string{"--dns", DeadDNS(t)}, args...)
 	}
 	if os.Geteuid() == 0 && !hasFlag(args, "--user", "--allow-root") {
 		// Tests run as root; greymilter refuses root unless told.
@@ -197,9 +197,9 @@ func hasFlag(args []string, names ...string) bool {
 	return false
 }
 
-// deadDNS returns a loopback UDP address where nothing listens: a query
+// DeadDNS returns a loopback UDP address where nothing listens: a query
 // sent there is refused at once.
-func deadDNS(t testing.TB) string {
+func DeadDNS(t testing.TB) string {
 	t.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
