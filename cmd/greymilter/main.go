@@ -54,6 +54,7 @@ const (
 	// before any name rule sees it.
 	slotClientName
 	slotLists
+	slotRoles // postmaster@ and abuse@: after the blacklists, before any DNS
 	// slotDNSWL and slotDNSBL are before the known step when a DNSBL
 	// rejects or marks: a listing is newer information than a past pass,
 	// so it applies to known clients too (and the DNSWL keeps its
