@@ -43,14 +43,15 @@ func Require(t testing.TB, programs ...string) {
 	t.Skip(msg + " (set CI=true to make this a failure)")
 }
 
-// lookPath finds a program in $PATH or in the sbin directories that a
-// non-login shell often leaves out of it.
+// lookPath finds a program in $PATH, in the sbin directories that a
+// non-login shell often leaves out of it, or in /opt/exim4/usr/sbin where
+// .ci/run unpacks Exim (its package conflicts with Postfix's).
 func lookPath(name string) (string, error) {
 	p, err := exec.LookPath(name)
 	if err == nil {
 		return p, nil
 	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/opt/exim4/usr/sbin"} {
 		if p, err2 := exec.LookPath(filepath.Join(dir, name)); err2 == nil {
 			return p, nil
 		}

@@ -47,6 +47,12 @@ func Dial(addr string) (*Client, Reply, error) {
 	if err != nil {
 		return nil, Reply{}, fmt.Errorf("smtp: dial %s: %w", addr, err)
 	}
+	return newClient(conn)
+}
+
+// newClient speaks SMTP over conn, whose server is about to greet, and
+// reads the greeting.
+func newClient(conn net.Conn) (*Client, Reply, error) {
 	c := &Client{conn: conn, text: textproto.NewConn(conn), Timeout: 30 * time.Second}
 	r, err := c.cmd("")
 	if err != nil {
