@@ -69,7 +69,7 @@ func TestT31PostmasterAndAbuse(t *testing.T) {
 
 			// Turned off, postmaster@ is judged like anyone: rejected for
 			// the listing, greylisted when unlisted.
-			gm, pf = start("--no-postmaster-exemption")
+			_, pf = start("--no-postmaster-exemption")
 			for client, want := range map[string]int{"203.0.113.1": 5, "203.0.113.4": 4} {
 				res := harness.Send(t, pf.Addr, harness.Envelope{ClientAddr: client, From: "someone@sender.example", To: []string{postmaster}})
 				if len(res.Rcpt) != 1 || res.Rcpt[0].Code/100 != want {
