@@ -13,12 +13,12 @@ import (
 	"github.com/greymilter/greymilter/test/harness"
 )
 
-// TestT61HangupDuringStart sends SIGHUP, as logrotate does, to greymilter
+// TestT63HangupDuringStart sends SIGHUP, as logrotate does, to greymilter
 // while it starts: in each of a bounded loop of starts the signal comes at
 // another moment, from while the list files are read until the sockets
 // are up. greymilter must survive every one, become ready, and honour the
 // signal once it serves (a reload).
-func TestT61HangupDuringStart(t *testing.T) {
+func TestT63HangupDuringStart(t *testing.T) {
 	t.Parallel()
 	bin := harness.GreymilterBinary(t)
 	dir := t.TempDir()
@@ -40,7 +40,7 @@ func TestT61HangupDuringStart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "--db", filepath.Join(dir, "greymilter.db"), "-s", "inet:127.0.0.1:0",
+		cmd := exec.Command(bin, "--allow-root", "--db", filepath.Join(dir, "greymilter.db"), "-s", "inet:127.0.0.1:0",
 			"--dns", harness.DeadDNS(t), "--whitelist-clients", list)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -12,11 +12,11 @@ import (
 	"github.com/greymilter/greymilter/test/harness"
 )
 
-// TestT60ImpossibleTimingRefused starts the real binary with timing flags
+// TestT62ImpossibleTimingRefused starts the real binary with timing flags
 // under which no unlisted mail could ever pass: it must refuse to start
 // with exit status 2 and a message naming both flags, from the command
 // line and from a config file alike.
-func TestT60ImpossibleTimingRefused(t *testing.T) {
+func TestT62ImpossibleTimingRefused(t *testing.T) {
 	t.Parallel()
 	bin := harness.GreymilterBinary(t)
 	conf := filepath.Join(t.TempDir(), "greymilter.conf")
@@ -36,7 +36,7 @@ func TestT60ImpossibleTimingRefused(t *testing.T) {
 		{[]string{"--delay", "10m", "--penalty", "1m", "--max-wait", "10m"}, "--max-wait", "--delay"},
 		{[]string{"--config", conf, "--max-wait", "30m"}, "--max-wait", "--delay"},
 	} {
-		args := append([]string{"--db", ":memory:", "-s", "inet:127.0.0.1:0"}, c.args...)
+		args := append([]string{"--allow-root", "--db", ":memory:", "-s", "inet:127.0.0.1:0"}, c.args...)
 		var stderr bytes.Buffer
 		cmd := exec.Command(bin, args...)
 		cmd.Stderr = &stderr
@@ -64,9 +64,9 @@ func TestT60ImpossibleTimingRefused(t *testing.T) {
 	}
 }
 
-// TestT60PossibleTimingStarts: the same flags in combinations that work
+// TestT62PossibleTimingStarts: the same flags in combinations that work
 // start normally; --max-wait matters only with a penalty.
-func TestT60PossibleTimingStarts(t *testing.T) {
+func TestT62PossibleTimingStarts(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"--delay", "10m", "--max-wait", "5m"},
