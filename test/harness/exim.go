@@ -40,13 +40,16 @@ type EximInstance struct {
 // directory: primary_hostname mx.exim.test, local domain [Domain], no DNS
 // (host_lookup unset), the spool and the logs inside the directory.
 //
-// The tests run as root. exim4 is setuid root; given -C with a file that
-// is not in its TRUSTED_CONFIG_LIST (Debian's is /etc/exim4/trusted_configs,
-// which the harness leaves alone; Debian sets no ALT_CONFIG_PREFIX), Exim
-// drops its privilege to the caller's: for root that is root again, and
-// -bh neither delivers nor writes the spool, so nothing needs more. Exim
-// wants the file owned by root (its configure owner) and not writable by
-// others, as os.WriteFile leaves it.
+// The tests run as root, and root may give any -C file: Debian builds Exim
+// with TRUSTED_CONFIG_LIST /etc/exim4/trusted_configs (which the harness
+// leaves alone) and no ALT_CONFIG_PREFIX, and only restricts other callers:
+// exim4 is setuid root, and for a caller other than root a -C file not in
+// that list makes Exim give up root ("exim user lost privilege for using
+// -C option"). Called by root, Exim sets itself up as root, then runs the
+// SMTP session, -bh ones too, as its exim_user (built in: Debian-exim), who
+// therefore owns the spool and log directories: after DATA, -bh writes the
+// message to the spool and discards it. Exim wants the file owned by root
+// (its configure owner) and not writable by others, as written here.
 func Exim(t testing.TB, opts EximOptions) *EximInstance {
 	t.Helper()
 	Require(t, "exim4")
