@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -76,6 +77,22 @@ func TestT70EximGreylisting(t *testing.T) {
 	decision(t, gm, rcpt, 3, "pass", "passed")
 	if !regexp.MustCompile(`check add_header = .*\n>>> +\= X-Greylist: delayed [3-9] seconds by greymilter at ` + regexp.QuoteMeta(hostname) + `; `).MatchString(trace) {
 		t.Errorf("no X-Greylist header added in Exim's trace:\n%s", trace)
+	}
+}
+
+// TestT70EximReject: a client greymilter rejects (the administrator's
+// blacklist) gets Exim's 550 with greymilter's enhanced code and text.
+func TestT70EximReject(t *testing.T) {
+	t.Parallel()
+	bl := filepath.Join(t.TempDir(), "blacklist_clients")
+	if err := os.WriteFile(bl, []byte("192.0.2.72\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, ex := eximSetup(t, "--delay", "1h", "--blacklist-clients", bl)
+	res, trace := ex.Send(t, harness.Envelope{ClientAddr: "192.0.2.72", From: "spam@sender.example", To: []string{"t70r@" + harness.Domain}})
+	// Exim folds a long reply into lines of its own.
+	if got, want := strings.ReplaceAll(res.Rcpt[0].String(), "\n", " "), "550 5.7.1 Rejected by local policy: 192.0.2.72 <spam@sender.example> is blacklisted"; got != want {
+		t.Errorf("RCPT: %q, want %q\n%s", got, want, trace)
 	}
 }
 
