@@ -141,6 +141,7 @@ func TestT60MaxConnections(t *testing.T) {
 	t.Parallel()
 	const max = 20
 	gm := harness.Greymilter(t, "--max-connections", strconv.Itoa(max), "--policy-socket", "inet:127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+	waitNoMilterConnections(t, gm)
 
 	held := make([]*gomilter.ClientSession, max)
 	for i := range held {
@@ -244,7 +245,8 @@ func metrics(t *testing.T, gm *harness.GreymilterProcess) string {
 // they stay open.
 func TestT60IdleConnectionsClosed(t *testing.T) {
 	t.Parallel()
-	gm := harness.Greymilter(t, "--milter-idle-timeout", "2s", "--max-connections", "10")
+	gm := harness.Greymilter(t, "--milter-idle-timeout", "2s", "--max-connections", "10", "--metrics-listen", "127.0.0.1:0")
+	waitNoMilterConnections(t, gm)
 	conns := make([]net.Conn, 10)
 	for i := range conns {
 		conns[i] = dialTCP(t, gm.Addr)
@@ -272,6 +274,21 @@ func TestT60IdleConnectionsClosed(t *testing.T) {
 	// Their slots are free again.
 	if code, err := milterSession("tcp", gm.Addr, "192.0.2.63", "t60-idle@"+harness.Domain); err != nil || code != 451 {
 		t.Fatalf("after the idle ones were closed: %d %v", code, err)
+	}
+}
+
+// waitNoMilterConnections waits until greymilter counts no milter
+// connection open: the harness's readiness probe holds a slot until
+// greymilter has read its close, and a test that fills every slot must
+// not race it.
+func waitNoMilterConnections(t *testing.T, gm *harness.GreymilterProcess) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(metrics(t, gm), `greymilter_connections_open{frontend="milter"} 0`+"\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("milter connections still open 10s after start:\n%s", metrics(t, gm))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
