@@ -11,13 +11,21 @@ type cacheKey struct {
 	qtype uint16
 }
 
+// outcome is what a lookup gave: an answer, or with a nil answer the error
+// of a failure.
+type outcome struct {
+	answer *Answer
+	err    error
+}
+
 type cacheEntry struct {
-	key     cacheKey
-	answer  *Answer
+	key cacheKey
+	outcome
 	expires time.Time
 }
 
-// cache is a size-bounded LRU map of answers with expiry times.
+// cache is a size-bounded LRU map of answers, and of recent failures, with
+// expiry times.
 type cache struct {
 	mu  sync.Mutex
 	max int
@@ -29,33 +37,35 @@ func newCache(size int) *cache {
 	return &cache{max: size, lru: list.New(), m: make(map[cacheKey]*list.Element, min(size, 1024))}
 }
 
-func (c *cache) get(k cacheKey, now time.Time) (*Answer, bool) {
+// get returns k's answer, or its remembered failure.
+func (c *cache) get(k cacheKey, now time.Time) (outcome, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.m[k]
 	if !ok {
-		return nil, false
+		return outcome{}, false
 	}
 	e := el.Value.(*cacheEntry)
 	if !now.Before(e.expires) {
 		c.lru.Remove(el)
 		delete(c.m, k)
-		return nil, false
+		return outcome{}, false
 	}
 	c.lru.MoveToFront(el)
-	return e.answer, true
+	return e.outcome, true
 }
 
-func (c *cache) put(k cacheKey, a *Answer, expires time.Time) {
+// put keeps an answer or a failure until expires.
+func (c *cache) put(k cacheKey, o outcome, expires time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.m[k]; ok {
 		e := el.Value.(*cacheEntry)
-		e.answer, e.expires = a, expires
+		e.outcome, e.expires = o, expires
 		c.lru.MoveToFront(el)
 		return
 	}
-	c.m[k] = c.lru.PushFront(&cacheEntry{key: k, answer: a, expires: expires})
+	c.m[k] = c.lru.PushFront(&cacheEntry{key: k, outcome: o, expires: expires})
 	for c.lru.Len() > c.max {
 		last := c.lru.Back()
 		c.lru.Remove(last)

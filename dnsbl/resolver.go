@@ -6,9 +6,12 @@
 // /etc/resolv.conf) round-robin, fails over to the next one on a timeout or
 // an error answer, retries over TCP when an answer is truncated, caches
 // answers for their TTL (negative ones for the SOA minimum, RFC 2308) in a
-// bounded LRU cache, and merges concurrent identical queries into one
-// packet. Every lookup is bounded by the caller's context and by the
-// resolver's own timeout, so a dead DNS server never stalls the MTA.
+// bounded LRU cache, remembers failures for a short while (FailureTTL), and
+// merges concurrent identical queries into one packet. Every lookup is
+// bounded by the caller's context and by the resolver's own timeout, and a
+// circuit breaker per server stops asking one that keeps timing out (one
+// probe every ProbeEvery tells when it is back), so a dead DNS server
+// never stalls the MTA: lookups to it fail at once.
 //
 // A List checks one address against a set of zones under a policy (any,
 // all, majority, or a hit threshold). Lists that fail abstain: the policy
@@ -33,6 +36,15 @@ const (
 	DefaultMaxTTL    = time.Hour
 	DefaultCacheSize = 10000
 )
+
+// FailureTTL is how long a lookup that failed (timeout, SERVFAIL, a
+// malformed answer) is remembered: the same name and type fail again at
+// once instead of costing another wait.
+const FailureTTL = 30 * time.Second
+
+// ErrUpstreamDown is the error of a lookup not sent because every upstream
+// server is marked down by its circuit breaker (see BreakAfter).
+var ErrUpstreamDown = errors.New("every DNS server is down")
 
 // ErrServerFailure is the error of a lookup that every upstream server
 // answered with something other than NOERROR or NXDOMAIN (SERVFAIL,
@@ -172,15 +184,20 @@ type Answer struct {
 
 // Lookup asks for the records of qtype (e.g. dns.TypeA) at name, from the
 // cache when it can. It returns an error only when no answer came: timeout,
-// cancellation, or every server failing (ErrServerFailure).
+// cancellation, every server failing (ErrServerFailure), every server
+// marked down (ErrUpstreamDown), or such a failure of the same name
+// remembered from a moment ago (see FailureTTL).
 //
 // Concurrent lookups of the same name and type share one upstream query,
 // which is given the resolver's timeout (or the first caller's deadline
 // when that is sooner), and is abandoned when every caller gave up.
 func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) (*Answer, error) {
 	k := cacheKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype}
-	if a, ok := r.cached(k); ok {
-		return a, nil
+	if o, ok := r.cached(k); ok {
+		if o.err != nil {
+			return nil, fmt.Errorf("dnsbl: lookup %s %s: %w (failed moments ago; not asked again yet)", k.name, dns.TypeToString[qtype], o.err)
+		}
+		return o.answer, nil
 	}
 	budget := r.timeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < budget {
@@ -189,6 +206,9 @@ func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) (*Answ
 	a, err := r.flights.do(ctx, k, budget, func(fctx context.Context) (*Answer, error) {
 		m, err := r.exchange(fctx, k)
 		if err != nil {
+			if r.worthRemembering(err, budget) {
+				r.storeFailure(k, err)
+			}
 			return nil, err
 		}
 		a := &Answer{Rcode: m.Rcode, Records: m.Answer}
@@ -202,26 +222,57 @@ func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) (*Answ
 }
 
 // Cached answers a lookup from the cache alone: ok is false when the
-// answer would have to be asked for.
+// answer would have to be asked for, or when the name failed a moment ago
+// (Lookup says how).
 func (r *Resolver) Cached(name string, qtype uint16) (a *Answer, ok bool) {
-	a, ok = r.cached(cacheKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype})
-	if !ok {
+	o, ok := r.cached(cacheKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype})
+	if !ok || o.err != nil {
 		r.stats.lookups.Add(-1) // Lookup counts it when it asks
+		if ok {
+			r.stats.hits.Add(-1)
+		}
+		return nil, false
 	}
-	return a, ok
+	return o.answer, true
 }
 
 // cached counts a lookup and answers it from the cache if it can.
-func (r *Resolver) cached(k cacheKey) (*Answer, bool) {
+func (r *Resolver) cached(k cacheKey) (outcome, bool) {
 	r.stats.lookups.Add(1)
 	if r.cache == nil {
-		return nil, false
+		return outcome{}, false
 	}
-	a, ok := r.cache.get(k, r.clock.Now())
+	o, ok := r.cache.get(k, r.clock.Now())
 	if ok {
 		r.stats.hits.Add(1)
 	}
-	return a, ok
+	return o, ok
+}
+
+// worthRemembering tells the failures that say something about the name
+// from those that say nothing: an error answer (SERVFAIL, REFUSED, a
+// malformed packet) always does, a timeout only when the query had at
+// least half the resolver's timeout (a lookup started near the end of a
+// decision's budget proves nothing), and a query abandoned by its callers
+// or not sent because every upstream is down never does.
+func (r *Resolver) worthRemembering(err error, budget time.Duration) bool {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrUpstreamDown):
+		return false
+	case isTimeout(err):
+		return budget >= r.timeout/2
+	}
+	return true
+}
+
+// storeFailure remembers a failed lookup for FailureTTL (at most MaxTTL),
+// so that a name whose servers are dead or broken costs the decisions of
+// the next moments nothing: RFC 2308 section 7 allows up to five minutes.
+func (r *Resolver) storeFailure(k cacheKey, err error) {
+	if r.cache == nil {
+		return
+	}
+	r.cache.put(k, outcome{err: err}, r.clock.Now().Add(min(FailureTTL, r.maxTTL)))
 }
 
 // store caches a for its TTL: the smallest TTL of the answer records, or
@@ -240,7 +291,7 @@ func (r *Resolver) store(k cacheKey, a *Answer, m *dns.Msg) {
 	if d <= 0 {
 		return
 	}
-	r.cache.put(k, a, r.clock.Now().Add(d))
+	r.cache.put(k, outcome{answer: a}, r.clock.Now().Add(d))
 }
 
 func answerTTL(m *dns.Msg, qtype uint16) (uint32, bool) {

@@ -17,13 +17,89 @@ import (
 // value, small enough to avoid IP fragmentation.
 const ednsSize = 1232
 
-// downFor is how long a server that timed out is tried only after the
-// others, so that a dead server does not cost every other lookup a wait.
-const downFor = 30 * time.Second
+// The circuit breaker of each upstream server.
+const (
+	// BreakAfter consecutive timeouts mark a server down: lookups are no
+	// longer sent to it (they go to another server, or fail at once).
+	BreakAfter = 5
+	// ProbeEvery is how often, while a server is down, one query is sent
+	// to it in the background to tell whether it is back.
+	ProbeEvery = 3 * time.Second
+	// minEvidence is the shortest wait whose timeout counts against a
+	// server: an attempt given less (a lookup near the end of a decision's
+	// budget) proves nothing about it.
+	minEvidence = 100 * time.Millisecond
+)
 
+// upstream is one recursive server and its circuit breaker.
 type upstream struct {
 	addr      string
-	downUntil atomic.Int64 // Unix nanoseconds; 0 when healthy
+	timeouts  atomic.Int32 // consecutive timeouts
+	down      atomic.Bool
+	downSince atomic.Int64 // Unix nanoseconds, while down
+	nextProbe atomic.Int64 // Unix nanoseconds, while down
+}
+
+// UpstreamState is the breaker state of one upstream server.
+type UpstreamState struct {
+	Addr string
+	Up   bool
+}
+
+// Upstreams returns the state of the upstream servers in configuration
+// order.
+func (r *Resolver) Upstreams() []UpstreamState {
+	out := make([]UpstreamState, len(r.servers))
+	for i, s := range r.servers {
+		out[i] = UpstreamState{Addr: s.addr, Up: !s.down.Load()}
+	}
+	return out
+}
+
+// timedOut counts a timeout of s, and marks s down at the BreakAfter-th in
+// a row; the log says so once per episode.
+func (r *Resolver) timedOut(s *upstream) {
+	n := s.timeouts.Add(1)
+	if n < BreakAfter || !s.down.CompareAndSwap(false, true) {
+		return
+	}
+	now := r.clock.Now()
+	s.downSince.Store(now.UnixNano())
+	s.nextProbe.Store(now.Add(ProbeEvery).UnixNano())
+	r.log.Warn("dns upstream down: lookups to it abstain until a probe answers", "server", s.addr, "timeouts", n, "probe_every", ProbeEvery.String())
+}
+
+// answered resets s's breaker: s answers.
+func (r *Resolver) answered(s *upstream) {
+	s.timeouts.Store(0)
+	if s.down.Load() && s.down.CompareAndSwap(true, false) {
+		down := r.clock.Now().Sub(time.Unix(0, s.downSince.Load()))
+		r.log.Info("dns upstream back", "server", s.addr, "down_for", down.Round(time.Millisecond).String())
+	}
+}
+
+// probeDue claims the probe of down server s when one is due: true for
+// one caller per ProbeEvery.
+func (r *Resolver) probeDue(s *upstream) bool {
+	now := r.clock.Now().UnixNano()
+	next := s.nextProbe.Load()
+	return now >= next && s.nextProbe.CompareAndSwap(next, r.clock.Now().Add(ProbeEvery).UnixNano())
+}
+
+// probe asks down server s for k in the background, with the resolver's
+// full timeout and on no decision's time. Any answer, even an error code,
+// shows that s is back; a usable one is cached for the lookups to come.
+func (r *Resolver) probe(s *upstream, k cacheKey) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	m, err := r.ask(ctx, s, k, 0)
+	if err != nil {
+		return
+	}
+	r.answered(s)
+	if m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError {
+		r.store(k, &Answer{Rcode: m.Rcode, Records: m.Answer}, m)
+	}
 }
 
 // ReadResolvConf returns the nameservers of a resolv.conf file as
@@ -56,31 +132,42 @@ func normalizeServer(s string) (string, error) {
 	return net.JoinHostPort(h, "53"), nil
 }
 
-// order returns the servers to try for one query: round-robin from the
-// next position, servers that recently timed out moved to the end.
-func (r *Resolver) order() []*upstream {
+// order returns the servers to try for k: those up, round-robin from the
+// next position, those whose last query timed out after the others, so
+// that a dying server does not cost every lookup a wait before its breaker
+// opens. A down server whose probe is due is probed with k in the
+// background.
+func (r *Resolver) order(k cacheKey) []*upstream {
 	n := len(r.servers)
 	start := int(r.next.Add(1)-1) % n
-	now := r.clock.Now().UnixNano()
 	out := make([]*upstream, 0, n)
-	var down []*upstream
+	var suspect []*upstream
 	for i := range n {
 		s := r.servers[(start+i)%n]
-		if s.downUntil.Load() > now {
-			down = append(down, s)
-			continue
+		switch {
+		case s.down.Load():
+			if r.probeDue(s) {
+				go r.probe(s, k)
+			}
+		case s.timeouts.Load() > 0:
+			suspect = append(suspect, s)
+		default:
+			out = append(out, s)
 		}
-		out = append(out, s)
 	}
-	return append(out, down...)
+	return append(out, suspect...)
 }
 
-// exchange asks the upstream servers in turn until one answers NOERROR or
-// NXDOMAIN. The time left is shared evenly among the attempts left, and
-// there are at least two, so that one lost UDP packet to a single server is
-// retried.
+// exchange asks the upstream servers that are up in turn until one answers
+// NOERROR or NXDOMAIN. The time left is shared evenly among the attempts
+// left, and there are at least two, so that one lost UDP packet to a single
+// server is retried. With every server down it fails at once
+// (ErrUpstreamDown).
 func (r *Resolver) exchange(ctx context.Context, k cacheKey) (*dns.Msg, error) {
-	servers := r.order()
+	servers := r.order(k)
+	if len(servers) == 0 {
+		return nil, ErrUpstreamDown
+	}
 	attempts := max(len(servers), 2)
 	var errs attemptErrors
 	for i := range attempts {
@@ -89,25 +176,33 @@ func (r *Resolver) exchange(ctx context.Context, k cacheKey) (*dns.Msg, error) {
 		if dl, ok := ctx.Deadline(); ok {
 			per = time.Until(dl) / time.Duration(attempts-i)
 		}
+		start := time.Now()
 		m, err := r.ask(ctx, s, k, per)
 		if err == nil {
+			r.answered(s)
 			if m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError {
-				s.downUntil.Store(0)
 				return m, nil
 			}
-			err = fmt.Errorf("%w: %s from %s", ErrServerFailure, dns.RcodeToString[m.Rcode], s.addr)
+			errs = append(errs, fmt.Errorf("%w: %s from %s", ErrServerFailure, dns.RcodeToString[m.Rcode], s.addr))
+			continue
+		}
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// Every caller gave up: nothing is known of the server.
+			return nil, append(errs, fmt.Errorf("stopped: %w", ctx.Err()))
+		}
+		if isTimeout(err) {
+			waited := time.Since(start)
+			if waited >= minEvidence {
+				r.timedOut(s)
+			}
+			err = fmt.Errorf("%s: no answer in %v: %w", s.addr, waited.Round(time.Millisecond), err)
 		} else {
-			if err := expired(ctx); err != nil {
-				return nil, append(errs, fmt.Errorf("stopped: %w", err))
-			}
-			if isTimeout(err) {
-				s.downUntil.Store(r.clock.Now().Add(downFor).UnixNano())
-				err = fmt.Errorf("%s: no answer in %v: %w", s.addr, per.Round(time.Millisecond), err)
-			} else {
-				err = fmt.Errorf("%s: %w", s.addr, err)
-			}
+			err = fmt.Errorf("%s: %w", s.addr, err)
 		}
 		errs = append(errs, err)
+		if expired(ctx) != nil {
+			return nil, errs
+		}
 	}
 	return nil, errs
 }
