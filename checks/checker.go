@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"net/netip"
 	"sync/atomic"
 )
 
@@ -31,6 +32,17 @@ func (c *Checker) SetPatterns(p *Patterns) {
 		p = DefaultPatterns()
 	}
 	c.patterns.Store(p)
+}
+
+// Prefetch starts, in the background, the reverse lookup that Run will
+// make for a client at addr that the MTA named name, if it will make one,
+// and returns at once. Run then finds the answers in the resolver's cache
+// or joins the queries in flight, so that the lookup overlaps with the
+// caller's other DNS work.
+func (c *Checker) Prefetch(ctx context.Context, addr netip.Addr, name string) {
+	if name == "" && c.resolver != nil && addr.IsValid() {
+		go LookupReverse(ctx, c.resolver, addr) //nolint:errcheck // Run reads the outcome
+	}
 }
 
 // Run runs every check but SPF (see SPF and SPFScore) and returns their

@@ -110,6 +110,8 @@ type Decision struct {
 	SPF string
 	// attrs are key=value pairs for the decision's log line.
 	attrs []slog.Attr
+	// spf is the decision's SPF evaluation, once started.
+	spf spfEvaluation
 }
 
 // Note adds a key=value pair to the decision's log line.
@@ -149,14 +151,15 @@ const (
 
 // Engine runs the pipeline.
 type Engine struct {
-	steps   []Step
-	clock   Clock
-	log     *slog.Logger
-	onError OnError
-	dryRun  bool
-	timeout time.Duration
-	metrics *Metrics
-	observe func(time.Time, Verdict)
+	steps     []Step
+	clock     Clock
+	log       *slog.Logger
+	onError   OnError
+	dryRun    bool
+	timeout   time.Duration
+	dnsBudget time.Duration
+	metrics   *Metrics
+	observe   func(time.Time, Verdict)
 }
 
 // Options configures an Engine.
@@ -168,6 +171,10 @@ type Options struct {
 	DryRun bool
 	// Timeout bounds a whole decision; steps abstain when it runs out.
 	Timeout time.Duration
+	// DNSTimeout bounds the DNS lookups of a decision, all its DNS steps
+	// together (see DNSStep); at most half of Timeout, which it is when 0.
+	// What did not answer in time abstains.
+	DNSTimeout time.Duration
 	// Observe, if set, is told every verdict (before dry-run turns it into
 	// a pass), e.g. to keep the decision log.
 	Observe func(at time.Time, v Verdict)
@@ -175,7 +182,8 @@ type Options struct {
 
 // New builds an engine that runs steps in the order given.
 func New(opts Options, steps ...Step) *Engine {
-	e := &Engine{steps: steps, clock: opts.Clock, log: opts.Logger, onError: opts.OnError, dryRun: opts.DryRun, timeout: opts.Timeout, metrics: newMetrics(), observe: opts.Observe}
+	e := &Engine{steps: steps, clock: opts.Clock, log: opts.Logger, onError: opts.OnError, dryRun: opts.DryRun, timeout: opts.Timeout,
+		dnsBudget: dnsBudget(opts.DNSTimeout, opts.Timeout), metrics: newMetrics(), observe: opts.Observe}
 	if e.clock == nil {
 		e.clock = SystemClock{}
 	}
@@ -225,8 +233,21 @@ func (e *Engine) decide(ctx context.Context, d *Decision) (v Verdict) {
 }
 
 func (e *Engine) run(ctx context.Context, d *Decision) (Verdict, error) {
-	for _, s := range e.steps {
-		settled, err := s.Run(ctx, d)
+	// The DNS steps run with the decision's DNS context, made when the
+	// first of them comes; the others (the store's) with the decision's
+	// own, which DNS leaves time in.
+	var dnsCtx context.Context
+	for i, s := range e.steps {
+		sctx := ctx
+		if _, ok := s.(DNSStep); ok {
+			if dnsCtx == nil {
+				var cancel context.CancelFunc
+				dnsCtx, cancel = e.startDNS(ctx, d, e.steps[i:])
+				defer cancel()
+			}
+			sctx = dnsCtx
+		}
+		settled, err := s.Run(sctx, d)
 		if err != nil {
 			return Verdict{}, fmt.Errorf("%s: %w", s.Name(), err)
 		}

@@ -32,7 +32,7 @@ func (s *SPFIdentity) Run(ctx context.Context, d *Decision) (bool, error) {
 // evaluateSPF runs SPF for d's sender, keeps the result in d.SPF and notes
 // it for the log.
 func evaluateSPF(ctx context.Context, s *checks.SPF, d *Decision) checks.SPFResult {
-	res := s.Check(ctx, d.Req.ClientAddr, d.Req.Helo, d.Req.Sender)
+	res := d.spfResult(ctx, s)
 	d.SPF = string(res.Effective())
 	d.Note("spf", string(res.Result))
 	if res.Domain != "" {

@@ -1,0 +1,38 @@
+package dnsbl
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// Prefetch starts, in the background, the lookups of addr in the zones
+// whose answer is not cached, and returns at once. A Check of addr that
+// follows finds their answers in the cache or joins them in flight: a
+// caller that checks several lists (allow lists, then block lists) starts
+// them all together, so that they share one wait.
+func (l *List) Prefetch(ctx context.Context, addr netip.Addr) {
+	if len(l.zones) == 0 {
+		return
+	}
+	rev := Reverse(addr)
+	for i := range l.zones {
+		name := rev + "." + l.zones[i].Name + "."
+		if l.res.has(name, dns.TypeA) {
+			continue
+		}
+		go l.res.Lookup(ctx, name, dns.TypeA) //nolint:errcheck // Check reads the outcome
+	}
+}
+
+// has reports whether a lookup of name would be answered from the cache,
+// an answer or a remembered failure, without counting a lookup.
+func (r *Resolver) has(name string, qtype uint16) bool {
+	if r.cache == nil {
+		return false
+	}
+	_, ok := r.cache.get(cacheKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype}, r.clock.Now())
+	return ok
+}

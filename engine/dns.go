@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/greymilter/greymilter/checks"
+	"github.com/greymilter/greymilter/dnsbl"
+	"github.com/greymilter/greymilter/internal/lazyctx"
+)
+
+// DNSStep is a step whose work is DNS lookups (SPF, DNS lists, reverse
+// names). A decision's DNS steps share one budget, Options.DNSTimeout:
+// before the first of them runs, the engine starts the lookups of all of
+// them at once (Prefetch), and each then runs in its turn with a context
+// that ends with the budget. Their lookups meet in the resolver (answers
+// cached, identical queries merged), so a decision waits for DNS about one
+// budget whatever the number of lists and checks, and what did not answer
+// in time abstains.
+type DNSStep interface {
+	Step
+	// Prefetch starts the step's lookups in the background within ctx
+	// (the decision's DNS budget) and returns at once. It may read d but
+	// not write it, but through the decision's SPF evaluation (StartSPF).
+	Prefetch(ctx context.Context, d *Decision)
+}
+
+// dnsBudget returns the DNS budget of a decision: DNSTimeout, but at most
+// half the decision's timeout, so that the store always keeps its own time
+// after DNS and DNS lateness never turns a decision into the fallback.
+func dnsBudget(dnsTimeout, decisionTimeout time.Duration) time.Duration {
+	if decisionTimeout > 0 && (dnsTimeout <= 0 || dnsTimeout > decisionTimeout/2) {
+		return decisionTimeout / 2
+	}
+	return dnsTimeout
+}
+
+// startDNS makes the DNS context of d, bounded by the engine's DNS budget,
+// and starts the lookups of the DNS steps among steps.
+func (e *Engine) startDNS(ctx context.Context, d *Decision, steps []Step) (context.Context, context.CancelFunc) {
+	var cancel context.CancelFunc
+	if e.dnsBudget > 0 {
+		ctx, cancel = lazyctx.WithTimeout(ctx, e.dnsBudget)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	for _, s := range steps {
+		if ds, ok := s.(DNSStep); ok {
+			ds.Prefetch(ctx, d)
+		}
+	}
+	return ctx, cancel
+}
+
+// spfEvaluation is the one SPF evaluation of a decision, which the SPF
+// identity and suspicion steps share; it may run in the background.
+type spfEvaluation struct {
+	done chan struct{} // nil until started
+	res  checks.SPFResult
+}
+
+// StartSPF starts the decision's SPF evaluation by s in the background,
+// unless it started already.
+func (d *Decision) StartSPF(ctx context.Context, s *checks.SPF) {
+	if d.spf.done != nil {
+		return
+	}
+	done := make(chan struct{})
+	d.spf.done = done
+	r := d.Req
+	go func() {
+		d.spf.res = s.Check(ctx, r.ClientAddr, r.Helo, r.Sender)
+		close(done)
+	}()
+}
+
+// spfResult returns the decision's SPF result, evaluated by s now unless
+// it was started before, in which case it waits for that evaluation.
+func (d *Decision) spfResult(ctx context.Context, s *checks.SPF) checks.SPFResult {
+	if d.spf.done == nil {
+		return s.Check(ctx, d.Req.ClientAddr, d.Req.Helo, d.Req.Sender)
+	}
+	<-d.spf.done
+	return d.spf.res
+}
+
+// Prefetch implements DNSStep: the SPF evaluation starts.
+func (s *SPFIdentity) Prefetch(ctx context.Context, d *Decision) { d.StartSPF(ctx, s.SPF) }
+
+// Prefetch implements DNSStep: the client's reverse name is looked up,
+// when the checks will want it. SPF, when only this step needs it, waits
+// for its turn: it is evaluated only if it can change the outcome.
+func (s *Suspicion) Prefetch(ctx context.Context, d *Decision) {
+	s.Checker.Prefetch(ctx, d.Req.ClientAddr, d.Req.ClientName)
+}
+
+// Prefetch implements DNSStep: the allow lists are asked.
+func (s *DNSWL) Prefetch(ctx context.Context, d *Decision) { prefetchList(ctx, s.List, d) }
+
+// Prefetch implements DNSStep: the block lists are asked.
+func (s *DNSBL) Prefetch(ctx context.Context, d *Decision) { prefetchList(ctx, s.List, d) }
+
+func prefetchList(ctx context.Context, list *dnsbl.List, d *Decision) {
+	if list != nil && d.Req.ClientAddr.IsValid() {
+		list.Prefetch(ctx, d.Req.ClientAddr)
+	}
+}
