@@ -24,9 +24,9 @@ type Resolver interface {
 }
 
 // DefaultSPFTimeout bounds one SPF evaluation unless SPF.Timeout says
-// otherwise. It leaves the DNSBL lookups and the store room within the
-// default decision deadline (10s).
-const DefaultSPFTimeout = 4 * time.Second
+// otherwise: greymilter's default DNS budget of a decision (--dns-timeout),
+// which SPF shares with the other lookups and never exceeds.
+const DefaultSPFTimeout = 2 * time.Second
 
 // SPF evaluates the SPF policy (RFC 7208) of the domain a sender claims.
 type SPF struct {

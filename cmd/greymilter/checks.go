@@ -35,7 +35,7 @@ func (f *checkFlags) add(fs *pflag.FlagSet) {
 	fs.Var(newChoice(&f.mode, "always", "always", "suspicious"), "mode", "always: greylist every unknown triplet; suspicious: only senders whose suspicion score reaches --suspicion-threshold")
 	fs.IntVar(&f.threshold, "suspicion-threshold", 2, "in --mode suspicious, senders scoring this or more are greylisted")
 	fs.BoolVar(&f.spfIdentity, "spf-identity", true, "when SPF passes, key the triplet by the sender's domain (spf:example.com) instead of the client's subnet, so that a provider retrying from another address of its pool passes")
-	fs.Var(newDuration(&f.spfTimeout, checks.DefaultSPFTimeout), "spf-timeout", "deadline of one SPF evaluation; past it SPF abstains")
+	fs.Var(newDuration(&f.spfTimeout, checks.DefaultSPFTimeout), "spf-timeout", "deadline of one SPF evaluation, at most --dns-timeout (SPF shares the decision's DNS budget); past it SPF abstains")
 	fs.Var(fileList{&f.patternFiles}, "dynamic-patterns", "file of dynamic and static host name patterns, added to the built-in ones (repeatable)")
 	fs.BoolVar(&f.noDefault, "no-default-dynamic-patterns", false, "do not use the built-in dynamic host name patterns")
 	d := checks.DefaultScores
@@ -67,7 +67,9 @@ func (f *checkFlags) build(_ context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
-	spfCheck := &checks.SPF{Resolver: res, Timeout: f.spfTimeout}
+	// SPF runs within the decision's DNS budget: a longer timeout of its
+	// own would never be waited for.
+	spfCheck := &checks.SPF{Resolver: res, Timeout: min(f.spfTimeout, dnsOpts.timeout)}
 	if f.spfIdentity {
 		a.addStep(slotIdentity, &engine.SPFIdentity{SPF: spfCheck})
 	}

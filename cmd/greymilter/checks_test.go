@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -73,6 +74,25 @@ func TestChecksModuleSteps(t *testing.T) {
 		}
 		if (a.dnsResolver != nil) != (tt.identity || tt.suspicion) {
 			t.Errorf("%v: resolver built: %v", tt.args, a.dnsResolver != nil)
+		}
+	}
+}
+
+// TestSPFTimeoutWithinDNSBudget: SPF shares the decision's DNS budget, so
+// its own timeout is never longer.
+func TestSPFTimeoutWithinDNSBudget(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, 2 * time.Second},
+		{[]string{"--dns-timeout", "1s"}, time.Second},
+		{[]string{"--dns-timeout", "1s", "--spf-timeout", "4s"}, time.Second},
+		{[]string{"--dns-timeout", "3s", "--spf-timeout", "500ms"}, 500 * time.Millisecond},
+	} {
+		a, _ := buildChecks(t, tt.args...)
+		if got := a.steps[slotIdentity][0].(*engine.SPFIdentity).SPF.Timeout; got != tt.want {
+			t.Errorf("%v: SPF timeout %v, want %v", tt.args, got, tt.want)
 		}
 	}
 }

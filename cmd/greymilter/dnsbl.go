@@ -46,7 +46,7 @@ type dnsFlags struct {
 
 func (f *dnsFlags) add(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.servers, "dns", nil, "DNS server to ask, HOST:PORT (repeat or comma separate for several, asked round-robin); default: the nameservers of /etc/resolv.conf")
-	fs.Var(newDuration(&f.timeout, dnsbl.DefaultTimeout), "dns-timeout", "deadline of one DNS lookup, failover included; a list that misses it abstains")
+	fs.Var(newDuration(&f.timeout, dnsbl.DefaultTimeout), "dns-timeout", "DNS budget of one decision: its lookups (SPF, reverse name, DNS lists) run at once and what has not answered by then abstains; at most half of --decision-timeout")
 	fs.Var(newDuration(&f.minTTL, 0), "dns-min-ttl", "keep DNS answers cached at least this long")
 	fs.Var(newDuration(&f.maxTTL, dnsbl.DefaultMaxTTL), "dns-max-ttl", "keep DNS answers cached at most this long")
 	fs.IntVar(&f.cacheSize, "dns-cache-size", dnsbl.DefaultCacheSize, "number of DNS answers cached (0: no cache)")
@@ -225,7 +225,15 @@ func writeDNSMetrics(w io.Writer, r *dnsbl.Resolver, lists []*dnsbl.List) {
 	fmt.Fprintf(w, "# HELP greymilter_dns_lookups_total DNS lookups asked of the resolver.\n# TYPE greymilter_dns_lookups_total counter\ngreymilter_dns_lookups_total %d\n", s.Lookups)
 	fmt.Fprintf(w, "# HELP greymilter_dns_cache_hits_total DNS lookups answered from the cache.\n# TYPE greymilter_dns_cache_hits_total counter\ngreymilter_dns_cache_hits_total %d\n", s.CacheHits)
 	fmt.Fprintf(w, "# HELP greymilter_dns_queries_total DNS queries sent to the upstream servers, retries included.\n# TYPE greymilter_dns_queries_total counter\ngreymilter_dns_queries_total %d\n", s.Queries)
-	fmt.Fprintf(w, "# HELP greymilter_dns_cache_entries DNS answers in the cache.\n# TYPE greymilter_dns_cache_entries gauge\ngreymilter_dns_cache_entries %d\n", s.Cached)
+	fmt.Fprintf(w, "# HELP greymilter_dns_cache_entries DNS answers in the cache, and failures remembered for a moment.\n# TYPE greymilter_dns_cache_entries gauge\ngreymilter_dns_cache_entries %d\n", s.Cached)
+	fmt.Fprint(w, "# HELP greymilter_dns_upstream_up 1 while a DNS server is asked, 0 while its circuit breaker has it marked down.\n# TYPE greymilter_dns_upstream_up gauge\n")
+	for _, u := range r.Upstreams() {
+		up := 0
+		if u.Up {
+			up = 1
+		}
+		fmt.Fprintf(w, "greymilter_dns_upstream_up{server=%q} %d\n", u.Addr, up)
+	}
 }
 
 // writeListMetrics writes the per-zone counters of the DNS lists.

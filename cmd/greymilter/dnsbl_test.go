@@ -29,6 +29,7 @@ func TestDNSFlagErrorsExit2(t *testing.T) {
 		{[]string{"--dnsbl-reply", "bl.test=550 5.7.1 no"}, "--dnsbl-reply"},
 		{[]string{"--addbl", "bl.test", "--dnsbl-reply", "other.test=550 5.7.1 no"}, "--dnsbl-reply"},
 		{[]string{"--addbl", "bl.test", "--dns", "not a server"}, "--dns"},
+		{[]string{"--addbl", "bl.test", "--dns-timeout", "6s", "--decision-timeout", "10s"}, "--dns-timeout 6s: at most half of --decision-timeout"},
 	}
 	wantUsageErrors(t, []string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0"}, tests)
 }
@@ -173,7 +174,8 @@ func TestDNSMetrics(t *testing.T) {
 	for _, want := range []string{
 		"greymilter_dnslist_refusals_total{list=\"dnsbl\",zone=\"bl.test\"} 0\n",
 		"greymilter_dnslist_selftest_failures_total{list=\"dnsbl\",zone=\"bl.test\"} 0\n",
-		"greymilter_dnslist_suspended{list=\"dnsbl\",zone=\"bl.test\"} 0\n", "greymilter_dns_lookups_total 2\n", "greymilter_dns_cache_hits_total 1\n", "greymilter_dns_queries_total 1\n", "greymilter_dns_cache_entries 1\n"} {
+		"greymilter_dnslist_suspended{list=\"dnsbl\",zone=\"bl.test\"} 0\n", "greymilter_dns_lookups_total 2\n", "greymilter_dns_cache_hits_total 1\n", "greymilter_dns_queries_total 1\n", "greymilter_dns_cache_entries 1\n",
+		"greymilter_dns_upstream_up{server=\"" + srv.Addr() + "\"} 1\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("metrics lack %q:\n%s", want, out.String())
 		}

@@ -358,12 +358,15 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	for _, ss := range a.steps {
 		steps = append(steps, ss...)
 	}
+	if a.dnsResolver != nil && c.decisionTimeout > 0 && dnsOpts.timeout > c.decisionTimeout/2 {
+		return a, configError(fmt.Errorf("--dns-timeout %v: at most half of --decision-timeout %v, so that the store keeps its own time after DNS", dnsOpts.timeout, c.decisionTimeout))
+	}
 	onError := engine.OnErrorTempfail
 	if c.onError == "accept" {
 		onError = engine.OnErrorAccept
 	}
 	a.engine = engine.New(engine.Options{Clock: a.clock, Logger: logger, OnError: onError, DryRun: c.dryRun, Timeout: c.decisionTimeout,
-		Observe: func(at time.Time, v engine.Verdict) { a.recorder.Add(at, v.Action.String(), v.Reason) }}, steps...)
+		DNSTimeout: dnsOpts.timeout, Observe: func(at time.Time, v engine.Verdict) { a.recorder.Add(at, v.Action.String(), v.Reason) }}, steps...)
 
 	if c.socket == "none" {
 		if len(a.services) == 0 {
