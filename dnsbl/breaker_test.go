@@ -41,6 +41,26 @@ func TestFailuresAreRememberedBriefly(t *testing.T) {
 			t.Errorf("after expiry: %v", a.Records)
 		}
 	})
+	t.Run("garbage", func(t *testing.T) {
+		srv := dnstest.Start(t, "testdata/resolver.zone")
+		srv.SetGarbage("host.example.test")
+		r, _ := newResolver(t, Config{Timeout: time.Second}, srv.Addr())
+		for range 3 {
+			start := time.Now()
+			if _, err := r.Lookup(context.Background(), "host.example.test", dns.TypeA); err == nil || isTimeout(err) {
+				t.Fatalf("got %v, want a failure that is no timeout", err)
+			}
+			if el := time.Since(start); el > 100*time.Millisecond {
+				t.Errorf("lookup took %v, want at once", el)
+			}
+		}
+		if got := srv.Queries("host.example.test", dns.TypeA); got != 2 {
+			t.Errorf("%d queries, want 2", got)
+		}
+		if !r.Upstreams()[0].Up {
+			t.Error("a server that answers garbage is not a dead one")
+		}
+	})
 	t.Run("timeout with the full budget", func(t *testing.T) {
 		srv := dnstest.Start(t, "testdata/resolver.zone")
 		srv.SetDrop("host.example.test")

@@ -4,8 +4,8 @@
 // serves zones written as RFC 1035 master files (plain-text fixtures in
 // testdata/). It counts the queries it receives, so tests can tell a cache
 // hit (no packet) from a miss, and it can misbehave on purpose for chosen
-// names: answer SERVFAIL or REFUSED, answer late, never answer, or set the
-// TC bit on UDP. It is a normal package so that every package's tests can
+// names: answer SERVFAIL or REFUSED, answer late, never answer, answer
+// garbage, or set the TC bit on UDP. It is a normal package so that every package's tests can
 // import it; only tests should.
 //
 // Answers follow the data: a name with records of the asked type gets them
@@ -21,6 +21,7 @@
 //	;@ refused  closed.example.
 //	;@ delay    slow.example. 3s
 //	;@ drop     dead.example.
+//	;@ garbage  junk.example.
 //	;@ truncate big.example.
 //
 // A behaviour applies to the name and to every name below it.
@@ -64,6 +65,7 @@ type behaviour struct {
 	rcode    int // answered instead of the data when not RcodeSuccess
 	delay    time.Duration
 	drop     bool
+	garbage  bool
 	truncate bool
 }
 
@@ -217,6 +219,8 @@ func (s *Server) loadDirectives(file string) error {
 			s.SetRcode(name, dns.RcodeRefused)
 		case verb == "drop" && len(fields) == 2:
 			s.SetDrop(name)
+		case verb == "garbage" && len(fields) == 2:
+			s.SetGarbage(name)
 		case verb == "truncate" && len(fields) == 2:
 			s.SetTruncate(name)
 		case verb == "delay" && len(fields) == 3:
@@ -251,6 +255,13 @@ func (s *Server) SetDelay(name string, d time.Duration) {
 // SetDrop makes the server never answer for name and every name below it.
 func (s *Server) SetDrop(name string) {
 	s.update(name, func(b *behaviour) { b.drop = true })
+}
+
+// SetGarbage makes the server answer for name and every name below it
+// with a packet that has the query's ID and the flags of an answer but
+// does not parse as a DNS message.
+func (s *Server) SetGarbage(name string) {
+	s.update(name, func(b *behaviour) { b.garbage = true })
 }
 
 // SetTruncate makes UDP answers for name and every name below it empty
@@ -328,6 +339,12 @@ func (s *Server) handle(w dns.ResponseWriter, req *dns.Msg) {
 			t.Stop()
 			return
 		}
+	}
+	if b.garbage {
+		// ID, QR and RD set, one question and one answer announced, then
+		// bytes that are neither.
+		w.Write([]byte{byte(req.Id >> 8), byte(req.Id), 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0xff, 0xfe, 0xfd}) //nolint:errcheck // as for WriteMsg
+		return
 	}
 	m := new(dns.Msg)
 	m.SetReply(req)

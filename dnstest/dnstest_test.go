@@ -157,3 +157,21 @@ func TestBadZone(t *testing.T) {
 		}
 	}
 }
+
+func TestGarbage(t *testing.T) {
+	s := Start(t, "testdata/example.zone")
+	s.SetGarbage("example.test")
+	for _, network := range []string{"udp", "tcp"} {
+		start := time.Now()
+		if r, err := query(t, network, s.Addr(), "www.example.test", dns.TypeA, time.Second); err == nil {
+			t.Errorf("%s: garbage parsed as %v", network, r)
+		}
+		if el := time.Since(start); el > 500*time.Millisecond {
+			t.Errorf("%s: the garbage came after %v, want at once", network, el)
+		}
+	}
+	s.Reset("example.test")
+	if _, err := query(t, "udp", s.Addr(), "www.example.test", dns.TypeA, time.Second); err != nil {
+		t.Errorf("after Reset: %v", err)
+	}
+}
