@@ -193,3 +193,31 @@ func TestSuspectServerIsAskedLast(t *testing.T) {
 		t.Errorf("%d of 10 lookups waited for the dead server, want at most 1", slow)
 	}
 }
+
+// TestBreakerSparesAServerThatAnswers: names that time out at a server
+// that answers others (a healthy recursive resolver in front of a dead
+// zone) do not mark it down.
+func TestBreakerSparesAServerThatAnswers(t *testing.T) {
+	srv := dnstest.Start(t, "testdata/resolver.zone")
+	srv.SetDrop("dead.example.test")
+	r, _ := newResolver(t, Config{Timeout: 300 * time.Millisecond, CacheSize: -1}, srv.Addr())
+	var wg sync.WaitGroup
+	for i := range 2 * BreakAfter {
+		wg.Go(func() {
+			r.Lookup(context.Background(), fmt.Sprintf("n%d.dead.example.test", i), dns.TypeA) //nolint:errcheck // times out
+		})
+		wg.Go(func() {
+			// Answers keep coming while the others wait.
+			for range 5 {
+				if _, err := r.Lookup(context.Background(), "host.example.test", dns.TypeA); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	if !r.Upstreams()[0].Up {
+		t.Error("a server that answers was marked down")
+	}
+}

@@ -19,8 +19,9 @@ const ednsSize = 1232
 
 // The circuit breaker of each upstream server.
 const (
-	// BreakAfter consecutive timeouts mark a server down: lookups are no
-	// longer sent to it (they go to another server, or fail at once).
+	// BreakAfter consecutive timeouts, with no answer from the server for
+	// the resolver's timeout, mark a server down: lookups are no longer
+	// sent to it (they go to another server, or fail at once).
 	BreakAfter = 5
 	// ProbeEvery is how often, while a server is down, one query is sent
 	// to it in the background to tell whether it is back.
@@ -33,11 +34,14 @@ const (
 
 // upstream is one recursive server and its circuit breaker.
 type upstream struct {
-	addr      string
-	timeouts  atomic.Int32 // consecutive timeouts
-	down      atomic.Bool
-	downSince atomic.Int64 // Unix nanoseconds, while down
-	nextProbe atomic.Int64 // Unix nanoseconds, while down
+	addr     string
+	timeouts atomic.Int32 // consecutive timeouts
+	// lastAnswer is when the server last answered, in Unix nanoseconds of
+	// the wall clock (compared with real waits, not the resolver's Clock).
+	lastAnswer atomic.Int64
+	down       atomic.Bool
+	downSince  atomic.Int64 // Unix nanoseconds, while down
+	nextProbe  atomic.Int64 // Unix nanoseconds, while down
 }
 
 // UpstreamState is the breaker state of one upstream server.
@@ -57,10 +61,13 @@ func (r *Resolver) Upstreams() []UpstreamState {
 }
 
 // timedOut counts a timeout of s, and marks s down at the BreakAfter-th in
-// a row; the log says so once per episode.
+// a row; the log says so once per episode. A server that answered other
+// queries within the resolver's timeout is not down: a few names that time
+// out at a healthy recursive server (their own servers dead) are no reason
+// to stop asking it the others; their failures are remembered instead.
 func (r *Resolver) timedOut(s *upstream) {
 	n := s.timeouts.Add(1)
-	if n < BreakAfter || !s.down.CompareAndSwap(false, true) {
+	if n < BreakAfter || time.Since(time.Unix(0, s.lastAnswer.Load())) < r.timeout || !s.down.CompareAndSwap(false, true) {
 		return
 	}
 	now := r.clock.Now()
@@ -71,6 +78,7 @@ func (r *Resolver) timedOut(s *upstream) {
 
 // answered resets s's breaker: s answers.
 func (r *Resolver) answered(s *upstream) {
+	s.lastAnswer.Store(time.Now().UnixNano())
 	s.timeouts.Store(0)
 	if s.down.Load() && s.down.CompareAndSwap(true, false) {
 		down := r.clock.Now().Sub(time.Unix(0, s.downSince.Load()))
