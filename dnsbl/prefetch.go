@@ -19,6 +19,9 @@ func (l *List) Prefetch(ctx context.Context, addr netip.Addr) {
 	}
 	rev := Reverse(addr)
 	for i := range l.zones {
+		if l.state[i].suspended.Load() {
+			continue // Check does not ask it either
+		}
 		name := rev + "." + l.zones[i].Name + "."
 		if l.res.has(name, dns.TypeA) {
 			continue

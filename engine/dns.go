@@ -10,13 +10,17 @@ import (
 )
 
 // DNSStep is a step whose work is DNS lookups (SPF, DNS lists, reverse
-// names). A decision's DNS steps share one budget, Options.DNSTimeout:
-// before the first of them runs, the engine starts the lookups of all of
-// them at once (Prefetch), and each then runs in its turn with a context
-// that ends with the budget. Their lookups meet in the resolver (answers
-// cached, identical queries merged), so a decision waits for DNS about one
-// budget whatever the number of lists and checks, and what did not answer
-// in time abstains.
+// names). A decision's DNS steps share one budget, Options.DNSTimeout: a
+// deadline set when the first of them comes, whatever comes after. When
+// the engine reaches a run of DNS steps (steps in a row, with no other
+// between them), it starts the lookups of all of them at once (Prefetch),
+// and each then runs in its turn; their lookups meet in the resolver
+// (answers cached, identical queries merged). So a decision waits for DNS
+// about one budget whatever the number of lists and checks, and what did
+// not answer in time abstains. A DNS step behind a step that may settle
+// without DNS (the static lists, the known triplets) starts when it is
+// reached, within what is left of the budget: a client settled before it
+// costs no lookups.
 type DNSStep interface {
 	Step
 	// Prefetch starts the step's lookups in the background within ctx
@@ -35,21 +39,26 @@ func dnsBudget(dnsTimeout, decisionTimeout time.Duration) time.Duration {
 	return dnsTimeout
 }
 
-// startDNS makes the DNS context of d, bounded by the engine's DNS budget,
-// and starts the lookups of the DNS steps among steps.
-func (e *Engine) startDNS(ctx context.Context, d *Decision, steps []Step) (context.Context, context.CancelFunc) {
-	var cancel context.CancelFunc
+// dnsContext makes a decision's DNS context, bounded by the engine's DNS
+// budget.
+func (e *Engine) dnsContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if e.dnsBudget > 0 {
-		ctx, cancel = lazyctx.WithTimeout(ctx, e.dnsBudget)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
+		return lazyctx.WithTimeout(ctx, e.dnsBudget)
 	}
-	for _, s := range steps {
-		if ds, ok := s.(DNSStep); ok {
-			ds.Prefetch(ctx, d)
+	return context.WithCancel(ctx)
+}
+
+// prefetchRun starts the lookups of the run of DNS steps that begins at
+// steps[i], and returns the index of the first step after the run.
+func prefetchRun(ctx context.Context, d *Decision, steps []Step, i int) int {
+	for ; i < len(steps); i++ {
+		ds, ok := steps[i].(DNSStep)
+		if !ok {
+			break
 		}
+		ds.Prefetch(ctx, d)
 	}
-	return ctx, cancel
+	return i
 }
 
 // spfEvaluation is the one SPF evaluation of a decision, which the SPF
@@ -82,6 +91,13 @@ func (d *Decision) spfResult(ctx context.Context, s *checks.SPF) checks.SPFResul
 	}
 	<-d.spf.done
 	return d.spf.res
+}
+
+// Prefetch implements DNSStep: the reverse lookup of a claimed name starts.
+func (s *ConfirmName) Prefetch(ctx context.Context, d *Decision) {
+	if r := d.Req; r.ClientName == "" && r.ClaimedName != "" && r.ClientAddr.IsValid() {
+		go checks.LookupReverse(ctx, s.Resolver, r.ClientAddr) //nolint:errcheck // Run reads the outcome
+	}
 }
 
 // Prefetch implements DNSStep: the SPF evaluation starts.

@@ -235,15 +235,20 @@ func (e *Engine) decide(ctx context.Context, d *Decision) (v Verdict) {
 func (e *Engine) run(ctx context.Context, d *Decision) (Verdict, error) {
 	// The DNS steps run with the decision's DNS context, made when the
 	// first of them comes; the others (the store's) with the decision's
-	// own, which DNS leaves time in.
+	// own, which DNS leaves time in. Reaching a run of DNS steps starts
+	// the lookups of all of them.
 	var dnsCtx context.Context
+	prefetched := 0 // steps before this index had their lookups started
 	for i, s := range e.steps {
 		sctx := ctx
 		if _, ok := s.(DNSStep); ok {
 			if dnsCtx == nil {
 				var cancel context.CancelFunc
-				dnsCtx, cancel = e.startDNS(ctx, d, e.steps[i:])
+				dnsCtx, cancel = e.dnsContext(ctx)
 				defer cancel()
+			}
+			if i >= prefetched {
+				prefetched = prefetchRun(dnsCtx, d, e.steps, i)
 			}
 			sctx = dnsCtx
 		}

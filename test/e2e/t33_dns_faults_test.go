@@ -60,7 +60,7 @@ var dnsFaults = []dnsFault{
 	{"garbage", (*dnstest.Server).SetGarbage, false},
 }
 
-func TestT31DNSFaults(t *testing.T) {
+func TestT33DNSFaults(t *testing.T) {
 	t.Parallel()
 	for _, fault := range dnsFaults {
 		for _, conc := range []int{1, 8} {
