@@ -49,9 +49,11 @@ func (e *Engine) dnsContext(ctx context.Context) (context.Context, context.Cance
 }
 
 // prefetchRun starts the lookups of the run of DNS steps that begins at
-// steps[i], and returns the index of the first step after the run.
+// steps[i], and returns the index of the first step after the run. The
+// first step's own are left to its Run, which comes at once: a warm
+// decision with one DNS step costs nothing more.
 func prefetchRun(ctx context.Context, d *Decision, steps []Step, i int) int {
-	for ; i < len(steps); i++ {
+	for i++; i < len(steps); i++ {
 		ds, ok := steps[i].(DNSStep)
 		if !ok {
 			break
@@ -62,31 +64,31 @@ func prefetchRun(ctx context.Context, d *Decision, steps []Step, i int) int {
 }
 
 // spfEvaluation is the one SPF evaluation of a decision, which the SPF
-// identity and suspicion steps share; it may run in the background.
+// identity and suspicion steps share, running in the background.
 type spfEvaluation struct {
-	done chan struct{} // nil until started
+	done chan struct{} // closed when res is set
 	res  checks.SPFResult
 }
 
 // StartSPF starts the decision's SPF evaluation by s in the background,
 // unless it started already.
 func (d *Decision) StartSPF(ctx context.Context, s *checks.SPF) {
-	if d.spf.done != nil {
+	if d.spf != nil {
 		return
 	}
-	done := make(chan struct{})
-	d.spf.done = done
+	ev := &spfEvaluation{done: make(chan struct{})}
+	d.spf = ev
 	r := d.Req
 	go func() {
-		d.spf.res = s.Check(ctx, r.ClientAddr, r.Helo, r.Sender)
-		close(done)
+		ev.res = s.Check(ctx, r.ClientAddr, r.Helo, r.Sender)
+		close(ev.done)
 	}()
 }
 
 // spfResult returns the decision's SPF result, evaluated by s now unless
 // it was started before, in which case it waits for that evaluation.
 func (d *Decision) spfResult(ctx context.Context, s *checks.SPF) checks.SPFResult {
-	if d.spf.done == nil {
+	if d.spf == nil {
 		return s.Check(ctx, d.Req.ClientAddr, d.Req.Helo, d.Req.Sender)
 	}
 	<-d.spf.done

@@ -111,7 +111,7 @@ type Decision struct {
 	// attrs are key=value pairs for the decision's log line.
 	attrs []slog.Attr
 	// spf is the decision's SPF evaluation, once started.
-	spf spfEvaluation
+	spf *spfEvaluation
 }
 
 // Note adds a key=value pair to the decision's log line.
