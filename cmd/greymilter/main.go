@@ -158,7 +158,7 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.Var(newLongDuration(&c.rules.MaxAge, greylist.DefaultRules.MaxAge), "max-age", "forget triplets and clients not seen for this long")
 	fs.Var(newLongDuration(&c.rules.PurgeUnverified, greylist.DefaultRules.PurgeUnverified), "purge-unverified", "forget triplets that never passed after this long")
 	fs.Var(newLongDuration(&c.purgeInterval, time.Hour), "purge-interval", "how often expired state is purged")
-	fs.Var(newDuration(&c.decisionTimeout, 10*time.Second), "decision-timeout", "deadline of one decision; lookups past it abstain")
+	fs.Var(newDuration(&c.decisionTimeout, 10*time.Second), "decision-timeout", "deadline of one decision: its DNS lookups get --dns-timeout of it (at most half), the store the rest; past it the answer is --on-error's")
 	fs.IntVar(&c.ipv4Prefix, "ipv4-prefix", greylist.DefaultKeyer.IPv4Prefix, "IPv4 clients are grouped by this prefix length")
 	fs.IntVar(&c.ipv6Prefix, "ipv6-prefix", greylist.DefaultKeyer.IPv6Prefix, "IPv6 clients are grouped by this prefix length")
 	fs.BoolVar(&c.byHost, "lookup-by-host", false, "key triplets by the exact client address, not its subnet")
