@@ -63,12 +63,13 @@ func GreymilterBinary(t testing.TB) string {
 
 // Main runs the tests of a package that uses the harness and removes what
 // the harness leaves for the whole test process (the built binary). Call it
-// from TestMain: func TestMain(m *testing.M) { harness.Main(m) }.
+// from TestMain: func TestMain(m *testing.M) { harness.Main(m) }; m may
+// be wrapped by another helper's, such as pgtest.Wrap(m).
 //
 // End-to-end tests spend their time waiting (for greymilter's delay, for
 // Postfix), not computing, so unless -test.parallel is given Main lets
 // [Parallel] of them run at once instead of GOMAXPROCS.
-func Main(m *testing.M) {
+func Main(m interface{ Run() int }) {
 	flag.Parse()
 	set := false
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
