@@ -1,0 +1,89 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/greymilter/greymilter/greylist"
+)
+
+// purgeBatch bounds the rows one purge statement deletes, so that each
+// holds few row locks for a short time.
+const purgeBatch = 1000
+
+// purgeTimeout bounds one purge statement: purges are not decisions and
+// may wait longer than they.
+const purgeTimeout = 30 * time.Second
+
+// Purge implements greylist.Store. One host purges at a time: while another
+// holds the purge lock this one does nothing. Rows that decisions have
+// locked are skipped, to go at the next purge.
+func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) (greylist.PurgeStats, error) {
+	var st greylist.PurgeStats
+	lockCtx, cancel := s.bound(ctx)
+	conn, err := s.pool.Acquire(lockCtx)
+	if err != nil {
+		cancel()
+		return st, fmt.Errorf("pgstore: purge: %w", s.result(err))
+	}
+	var mine bool
+	err = conn.QueryRow(lockCtx, `SELECT pg_try_advisory_lock($1)`, lockPurge).Scan(&mine)
+	cancel()
+	if err != nil {
+		conn.Release()
+		return st, fmt.Errorf("pgstore: purge lock: %w", s.result(err))
+	}
+	if !mine {
+		conn.Release()
+		s.log.Debug("purge skipped: another host is purging")
+		return st, nil
+	}
+	defer func() {
+		ctx, cancel := s.bound(context.Background())
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, lockPurge); err != nil {
+			// The lock goes with the session.
+			conn.Conn().Close(ctx)
+		}
+		conn.Release()
+	}()
+
+	type step struct {
+		count *int
+		query string
+		arg   int64
+	}
+	var steps []step
+	if rules.MaxAge > 0 {
+		old := ms(now.Add(-rules.MaxAge))
+		steps = append(steps,
+			step{&st.Triplets, `DELETE FROM triplets WHERE ctid = ANY(ARRAY(
+				SELECT ctid FROM triplets WHERE last_seen < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`, old},
+			step{&st.Clients, `DELETE FROM clients WHERE ctid = ANY(ARRAY(
+				SELECT ctid FROM clients WHERE last_seen < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`, old})
+	}
+	if rules.PurgeUnverified > 0 {
+		steps = append(steps, step{&st.Unverified, `DELETE FROM triplets WHERE ctid = ANY(ARRAY(
+			SELECT ctid FROM triplets WHERE passed_at = 0 AND first_seen < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`,
+			ms(now.Add(-rules.PurgeUnverified))})
+	}
+	steps = append(steps, step{new(int), `DELETE FROM decision_counts WHERE ctid = ANY(ARRAY(
+		SELECT ctid FROM decision_counts WHERE hour < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`,
+		now.Add(-greylist.CountsMaxAge).Unix() / 3600})
+	for _, step := range steps {
+		for {
+			bctx, cancel := context.WithTimeout(ctx, purgeTimeout)
+			tag, err := conn.Exec(bctx, step.query, step.arg, purgeBatch)
+			cancel()
+			if err != nil {
+				return st, fmt.Errorf("pgstore: purge: %w", s.result(err))
+			}
+			*step.count += int(tag.RowsAffected())
+			if tag.RowsAffected() < purgeBatch {
+				break
+			}
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,193 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/greymilter/greymilter/greylist"
+)
+
+type key = greylist.Key
+
+// cachedRecord is a passed triplet as read at some time.
+type cachedRecord struct {
+	rec greylist.Record
+	at  time.Time
+}
+
+type cachedClient struct {
+	c  greylist.ClientRecord
+	at time.Time
+}
+
+// hint is a triplet's record as a lookup just read it (found false: no
+// row). The attempt that follows a lookup starts from it: its write only
+// takes if the row is still so, and otherwise reads again.
+type hint struct {
+	rec   greylist.Record
+	found bool
+}
+
+// maxAttemptTries bounds an attempt's read-and-write rounds: each lost
+// round means another attempt of the triplet won one.
+const maxAttemptTries = 100
+
+const (
+	selTriplet = `SELECT first_seen, last_seen, passed_at, attempts FROM triplets
+		WHERE client = $1 AND sender = $2 AND recipient = $3`
+	selClient = `SELECT passes, last_seen FROM clients WHERE client = $1`
+	// insTriplet writes a triplet never seen; no row comes back if another
+	// attempt wrote it first.
+	insTriplet = `INSERT INTO triplets (client, sender, recipient, first_seen, last_seen, passed_at, attempts)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`
+	// casTriplet replaces a triplet's record if it is still the one the
+	// rules saw ($8-$11) and then, if $12, counts a pass of its client,
+	// all in one statement: both or neither.
+	casTriplet = `WITH t AS (
+		UPDATE triplets SET first_seen = $4, last_seen = $5, passed_at = $6, attempts = $7
+		WHERE client = $1 AND sender = $2 AND recipient = $3
+		AND first_seen = $8 AND last_seen = $9 AND passed_at = $10 AND attempts = $11
+		RETURNING 1
+	), c AS (
+		INSERT INTO clients (client, passes, last_seen) SELECT $1, 1, $5 FROM t WHERE $12
+		ON CONFLICT (client) DO UPDATE SET passes = clients.passes + 1, last_seen = excluded.last_seen
+	)
+	SELECT count(*) FROM t`
+)
+
+// Attempt implements greylist.Store.
+func (s *Store) Attempt(ctx context.Context, k greylist.Key, rules greylist.Rules, now time.Time) (greylist.Result, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	h, known := s.hints.Peek(k)
+	if known {
+		s.hints.Remove(k)
+	}
+	for range maxAttemptTries {
+		if !known {
+			var err error
+			if h.rec, h.found, err = s.read(ctx, k); err != nil {
+				return greylist.Result{}, fmt.Errorf("pgstore: attempt: %w", s.result(err))
+			}
+		}
+		res := rules.Apply(h.rec, h.found, now)
+		won, err := s.write(ctx, k, h, res, res.Outcome == greylist.Passed && !rules.NoClientPasses)
+		if err != nil {
+			return greylist.Result{}, fmt.Errorf("pgstore: attempt: %w", s.result(err))
+		}
+		if won {
+			s.result(nil)
+			if res.Record.Passed() && s.passed != nil {
+				s.passed.Add(k, cachedRecord{res.Record, time.Now()})
+			}
+			return res, nil
+		}
+		known = false
+	}
+	return greylist.Result{}, fmt.Errorf("pgstore: attempt: the triplet changed under %d tries in a row", maxAttemptTries)
+}
+
+// read reads a triplet's record from the database.
+func (s *Store) read(ctx context.Context, k greylist.Key) (greylist.Record, bool, error) {
+	var first, last, passed int64
+	var attempts int
+	err := s.pool.QueryRow(ctx, selTriplet, k.Client, k.Sender, k.Recipient).Scan(&first, &last, &passed, &attempts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return greylist.Record{}, false, nil
+	}
+	if err != nil {
+		return greylist.Record{}, false, err
+	}
+	return greylist.Record{FirstSeen: fromMS(first), LastSeen: fromMS(last), PassedAt: fromMS(passed), Attempts: attempts}, true, nil
+}
+
+// write stores res's record if the triplet is still as old says, and tells
+// whether it did.
+func (s *Store) write(ctx context.Context, k greylist.Key, old hint, res greylist.Result, countPass bool) (bool, error) {
+	r := res.Record
+	if !old.found {
+		tag, err := s.pool.Exec(ctx, insTriplet, k.Client, k.Sender, k.Recipient, ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts)
+		return tag.RowsAffected() == 1, err
+	}
+	o := old.rec
+	var n int
+	err := s.pool.QueryRow(ctx, casTriplet, k.Client, k.Sender, k.Recipient,
+		ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts,
+		ms(o.FirstSeen), ms(o.LastSeen), ms(o.PassedAt), o.Attempts, countPass).Scan(&n)
+	return n == 1, err
+}
+
+// Lookup implements greylist.Store: a passed triplet from the cache while
+// fresh, anything else from the database.
+func (s *Store) Lookup(ctx context.Context, k greylist.Key) (greylist.Record, bool, error) {
+	if s.passed != nil {
+		if c, ok := s.passed.Get(k); ok {
+			if time.Since(c.at) < s.ttl {
+				return c.rec, true, nil
+			}
+			s.passed.Remove(k)
+		}
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rec, found, err := s.read(ctx, k)
+	if err != nil {
+		return greylist.Record{}, false, fmt.Errorf("pgstore: lookup: %w", s.result(err))
+	}
+	s.result(nil)
+	if found && rec.Passed() && s.passed != nil {
+		s.passed.Add(k, cachedRecord{rec, time.Now()})
+	} else {
+		s.hints.Add(k, hint{rec, found})
+	}
+	return rec, found, nil
+}
+
+// Client implements greylist.Store: an auto-whitelisted client from the
+// cache while fresh, anything else from the database.
+func (s *Store) Client(ctx context.Context, client string) (greylist.ClientRecord, bool, error) {
+	if s.clients != nil {
+		if c, ok := s.clients.Get(client); ok {
+			if time.Since(c.at) < s.ttl {
+				return c.c, true, nil
+			}
+			s.clients.Remove(client)
+		}
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var c greylist.ClientRecord
+	var last int64
+	err := s.pool.QueryRow(ctx, selClient, client).Scan(&c.Passes, &last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		s.result(nil)
+		return greylist.ClientRecord{}, false, nil
+	}
+	if err != nil {
+		return greylist.ClientRecord{}, false, fmt.Errorf("pgstore: client lookup: %w", s.result(err))
+	}
+	s.result(nil)
+	c.LastSeen = fromMS(last)
+	if s.clients != nil && s.awl > 0 && c.Passes >= s.awl {
+		s.clients.Add(client, cachedClient{c, time.Now()})
+	}
+	return c, true, nil
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
