@@ -18,7 +18,10 @@ type Options struct {
 	// CacheTTL is how long a shared store's local cache trusts a passed
 	// triplet or an auto-whitelisted client.
 	CacheTTL time.Duration
-	Log      *slog.Logger
+	// AutoWhitelist is the passes that make a client auto-whitelisted (0:
+	// off), the only clients a shared store's cache keeps.
+	AutoWhitelist int
+	Log           *slog.Logger
 }
 
 // Backend opens the stores whose DSN it recognises.

@@ -24,6 +24,7 @@ import (
 	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
+	_ "github.com/greymilter/greymilter/greylist/pgstore"     // PostgreSQL, for several MX hosts
 	_ "github.com/greymilter/greymilter/greylist/sqlitestore" // the embedded default store
 	"github.com/greymilter/greymilter/internal/sockaddr"
 	"github.com/greymilter/greymilter/stats"
@@ -329,7 +330,7 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	if err := a.bindAndDrop(ctx, c); err != nil {
 		return a, err
 	}
-	store, err := greylist.Open(ctx, c.db, greylist.Options{Timeout: c.dbTimeout, CacheTTL: c.dbCacheTTL, Log: logger})
+	store, err := greylist.Open(ctx, c.db, greylist.Options{Timeout: c.dbTimeout, CacheTTL: c.dbCacheTTL, AutoWhitelist: c.autoWhitelist, Log: logger})
 	if err != nil {
 		return a, err // a closes the sockets already bound
 	}

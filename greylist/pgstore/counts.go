@@ -6,11 +6,10 @@ import (
 	"time"
 
 	"github.com/greymilter/greymilter/greylist"
-	"github.com/greymilter/greymilter/stats"
 )
 
-// AddCounts adds hourly decision counts.
-func (s *Store) AddCounts(ctx context.Context, counts []stats.Count) error {
+// AddCounts adds hourly decision counts (greylist.Counter).
+func (s *Store) AddCounts(ctx context.Context, counts []greylist.Count) error {
 	if len(counts) == 0 {
 		return nil
 	}
@@ -34,7 +33,7 @@ func (s *Store) AddCounts(ctx context.Context, counts []stats.Count) error {
 }
 
 // Counts returns the hourly decision counts from since on, oldest first.
-func (s *Store) Counts(ctx context.Context, since time.Time) ([]stats.Count, error) {
+func (s *Store) Counts(ctx context.Context, since time.Time) ([]greylist.Count, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	rows, err := s.pool.Query(ctx, `SELECT hour, action, reason, n FROM decision_counts WHERE hour >= $1 ORDER BY hour, action, reason`, since.Unix()/3600)
@@ -42,10 +41,10 @@ func (s *Store) Counts(ctx context.Context, since time.Time) ([]stats.Count, err
 		return nil, fmt.Errorf("pgstore: counts: %w", s.result(err))
 	}
 	defer rows.Close()
-	var out []stats.Count
+	var out []greylist.Count
 	for rows.Next() {
 		var hour int64
-		var c stats.Count
+		var c greylist.Count
 		if err := rows.Scan(&hour, &c.Action, &c.Reason, &c.N); err != nil {
 			return nil, fmt.Errorf("pgstore: counts: %w", err)
 		}
@@ -59,7 +58,7 @@ func (s *Store) Counts(ctx context.Context, since time.Time) ([]stats.Count, err
 	return out, nil
 }
 
-// Summary counts the store's contents; autoWhitelist is the number of
+// Summary counts the store's contents (greylist.Summarizer); autoWhitelist is the number of
 // passes that makes a client auto-whitelisted.
 func (s *Store) Summary(ctx context.Context, autoWhitelist int) (greylist.Summary, error) {
 	ctx, cancel := s.bound(ctx)

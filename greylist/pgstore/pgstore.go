@@ -25,25 +25,43 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/greymilter/greymilter/greylist"
 )
 
-// Options configures a Store.
-type Options struct {
-	// Timeout bounds one operation (default 1s).
-	Timeout time.Duration
-	// CacheTTL is how long a passed triplet or an auto-whitelisted client
-	// is answered from the local cache (default 5m; negative: no cache).
-	CacheTTL time.Duration
-	// AutoWhitelist is the passes that make a client auto-whitelisted
-	// (0: off): only such clients are cached.
-	AutoWhitelist int
-	Log           *slog.Logger
+// PostgreSQL takes postgres:// and postgresql:// URLs, and libpq's
+// key=value strings ("host=db1,db2 dbname=greylist ..."), which start with
+// one of its connection keywords.
+func init() {
+	greylist.Register(greylist.Backend{
+		Name:  "postgresql",
+		Match: IsDSN,
+		Open: func(ctx context.Context, dsn string, o greylist.Options) (greylist.Store, error) {
+			return Open(ctx, dsn, o)
+		},
+	})
 }
 
-// Defaults of Options.
+// IsDSN tells whether dsn names a PostgreSQL database.
+func IsDSN(dsn string) bool {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return true
+	}
+	word, _, ok := strings.Cut(strings.TrimSpace(dsn), "=")
+	if !ok {
+		return false
+	}
+	switch strings.TrimSpace(word) {
+	case "host", "hostaddr", "port", "dbname", "user", "password", "service", "sslmode", "connect_timeout", "target_session_attrs":
+		return true
+	}
+	return false
+}
+
+// Defaults for what greylist.Options leaves at zero.
 const (
-	DefaultTimeout  = time.Second
-	DefaultCacheTTL = 5 * time.Minute
+	defaultTimeout  = time.Second
+	defaultCacheTTL = 5 * time.Minute
 	// defaultMaxConns is the pool's size unless the URL says
 	// (pool_max_conns): enough for a busy MTA's concurrent decisions, few
 	// enough for several hosts on one server.
@@ -76,6 +94,7 @@ type Store struct {
 	hints   *lru.Cache[key, hint] // what a lookup read, for the attempt after it
 
 	touches chan touch
+	flush   chan chan struct{}
 	quit    chan struct{}
 	done    chan struct{}
 	closing sync.Once
@@ -88,12 +107,13 @@ type Store struct {
 // Open connects to the database at dsn (a postgres:// URL or libpq
 // key=value string, several hosts allowed), creates or migrates the schema,
 // and returns the store.
-func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
+// A negative o.CacheTTL turns the local cache off.
+func Open(ctx context.Context, dsn string, o greylist.Options) (*Store, error) {
 	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
+		o.Timeout = defaultTimeout
 	}
 	if o.CacheTTL == 0 {
-		o.CacheTTL = DefaultCacheTTL
+		o.CacheTTL = defaultCacheTTL
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -118,6 +138,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	s := &Store{
 		pool: pool, timeout: o.Timeout, ttl: o.CacheTTL, awl: o.AutoWhitelist, log: o.Log,
 		touches: make(chan touch, touchQueue),
+		flush:   make(chan chan struct{}),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}

@@ -21,6 +21,15 @@ const purgeTimeout = 30 * time.Second
 // locked are skipped, to go at the next purge.
 func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) (greylist.PurgeStats, error) {
 	var st greylist.PurgeStats
+	// What was touched before the purge is not purged.
+	flushCtx, cancel := s.bound(ctx)
+	s.flushTouches(flushCtx)
+	cancel()
+	// Nor is what was purged answered from the cache.
+	if s.passed != nil {
+		s.passed.Purge()
+		s.clients.Purge()
+	}
 	lockCtx, cancel := s.bound(ctx)
 	conn, err := s.pool.Acquire(lockCtx)
 	if err != nil {

@@ -63,6 +63,11 @@ func (s *Store) toucher() {
 		select {
 		case t := <-s.touches:
 			s.writeTouches(s.queued(append(batch[:0], t)))
+		case done := <-s.flush:
+			if batch = s.queued(batch[:0]); len(batch) > 0 {
+				s.writeTouches(batch)
+			}
+			close(done)
 		case <-s.quit:
 			for {
 				batch = s.queued(batch[:0])
@@ -72,6 +77,21 @@ func (s *Store) toucher() {
 				s.writeTouches(batch)
 			}
 		}
+	}
+}
+
+// flushTouches writes the touches queued before it was called, or gives
+// up when ctx ends.
+func (s *Store) flushTouches(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case s.flush <- done:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 }
 

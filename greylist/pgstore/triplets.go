@@ -75,7 +75,8 @@ func (s *Store) Attempt(ctx context.Context, k greylist.Key, rules greylist.Rule
 			}
 		}
 		res := rules.Apply(h.rec, h.found, now)
-		won, err := s.write(ctx, k, h, res, res.Outcome == greylist.Passed && !rules.NoClientPasses)
+		countPass := res.Outcome == greylist.Passed && !rules.NoClientPasses
+		won, err := s.write(ctx, k, h, res, countPass)
 		if err != nil {
 			return greylist.Result{}, fmt.Errorf("pgstore: attempt: %w", s.result(err))
 		}
@@ -83,6 +84,13 @@ func (s *Store) Attempt(ctx context.Context, k greylist.Key, rules greylist.Rule
 			s.result(nil)
 			if res.Record.Passed() && s.passed != nil {
 				s.passed.Add(k, cachedRecord{res.Record, time.Now()})
+			}
+			if countPass && s.clients != nil {
+				if c, ok := s.clients.Peek(k.Client); ok {
+					c.c.Passes++
+					c.c.LastSeen = fromMS(ms(now))
+					s.clients.Add(k.Client, c)
+				}
 			}
 			return res, nil
 		}

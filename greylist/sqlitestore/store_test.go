@@ -14,18 +14,17 @@ import (
 	"time"
 
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/storetest"
 )
 
-var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-
-var testRules = greylist.Rules{Delay: 5 * time.Minute, RetryWindow: 48 * time.Hour, MaxWait: 12 * time.Hour, MaxAge: 35 * 24 * time.Hour, PurgeUnverified: 48 * time.Hour}
-
-func openers(t *testing.T) map[string]func() *Store {
-	return map[string]func() *Store{
-		"memory": func() *Store { return mustOpen(t, ":memory:") },
-		"file":   func() *Store { return mustOpen(t, filepath.Join(t.TempDir(), "g.db")) },
-	}
-}
+// The conformance suite's clock, rules and triplets serve the tests of
+// what is SQLite's own.
+var (
+	t0          = storetest.T0
+	testRules   = storetest.Rules
+	key         = storetest.Key
+	mustAttempt = storetest.Attempt
+)
 
 func mustOpen(t *testing.T, path string) *Store {
 	t.Helper()
@@ -35,147 +34,6 @@ func mustOpen(t *testing.T, path string) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-func key(i int) greylist.Key {
-	return greylist.Key{Client: fmt.Sprintf("192.0.%d.0/24", i%250), Sender: fmt.Sprintf("s%d@example.org", i), Recipient: "r@example.net"}
-}
-
-func TestStoreAttemptLifecycle(t *testing.T) {
-	for name, open := range openers(t) {
-		t.Run(name, func(t *testing.T) {
-			s := open()
-			ctx := context.Background()
-			k := key(1)
-			steps := []struct {
-				at   time.Duration
-				want greylist.Outcome
-			}{{0, greylist.New}, {time.Minute, greylist.EarlyRetry}, {6 * time.Minute, greylist.Passed}, {7 * time.Minute, greylist.Known}}
-			for _, st := range steps {
-				res, err := s.Attempt(ctx, k, testRules, t0.Add(st.at))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if res.Outcome != st.want {
-					t.Fatalf("at +%v: %v, want %v", st.at, res.Outcome, st.want)
-				}
-			}
-			rec, found, err := s.Lookup(ctx, k)
-			if err != nil || !found {
-				t.Fatalf("Lookup: %v %v", found, err)
-			}
-			if !rec.FirstSeen.Equal(t0) || !rec.PassedAt.Equal(t0.Add(6*time.Minute)) || rec.Attempts != 3 {
-				t.Errorf("stored record %+v", rec)
-			}
-			c, found, err := s.Client(ctx, k.Client)
-			if err != nil || !found || c.Passes != 1 {
-				t.Errorf("client record %+v found=%v err=%v, want 1 pass", c, found, err)
-			}
-			if _, found, _ := s.Lookup(ctx, key(2)); found {
-				t.Error("Lookup of an unknown triplet found something")
-			}
-		})
-	}
-}
-
-func TestStoreConcurrentAttemptsAreAtomic(t *testing.T) {
-	for name, open := range openers(t) {
-		t.Run(name, func(t *testing.T) {
-			s := open()
-			const n = 64
-			var wg sync.WaitGroup
-			outcomes := make(chan greylist.Outcome, n)
-			for range n {
-				wg.Go(func() {
-					res, err := s.Attempt(context.Background(), key(7), testRules, t0)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					outcomes <- res.Outcome
-				})
-			}
-			wg.Wait()
-			close(outcomes)
-			count := map[greylist.Outcome]int{}
-			for o := range outcomes {
-				count[o]++
-			}
-			if count[greylist.New] != 1 || count[greylist.EarlyRetry] != n-1 {
-				t.Errorf("outcomes %v, want exactly one new and %d early retries", count, n-1)
-			}
-			rec, _, _ := s.Lookup(context.Background(), key(7))
-			if rec.Attempts != n {
-				t.Errorf("attempts = %d, want %d", rec.Attempts, n)
-			}
-		})
-	}
-}
-
-func TestStorePurge(t *testing.T) {
-	for name, open := range openers(t) {
-		t.Run(name, func(t *testing.T) {
-			s := open()
-			ctx := context.Background()
-			day := 24 * time.Hour
-			// Passed long ago, never seen since: expired by max-age.
-			mustAttempt(t, s, key(1), t0)
-			mustAttempt(t, s, key(1), t0.Add(10*time.Minute))
-			// Passed long ago but touched recently: kept.
-			mustAttempt(t, s, key(2), t0)
-			mustAttempt(t, s, key(2), t0.Add(10*time.Minute))
-			s.Touch(key(2), t0.Add(30*day))
-			// Never passed, first seen 3 days before the purge: unverified.
-			mustAttempt(t, s, key(3), t0.Add(33*day))
-			// Never passed, recent: kept.
-			mustAttempt(t, s, key(4), t0.Add(36*day-time.Hour))
-
-			st, err := s.Purge(ctx, testRules, t0.Add(36*day))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if st.Triplets != 1 || st.Unverified != 1 {
-				t.Errorf("purge stats %+v, want 1 expired and 1 unverified triplet", st)
-			}
-			for i, want := range map[int]bool{1: false, 2: true, 3: false, 4: true} {
-				if _, found, _ := s.Lookup(ctx, key(i)); found != want {
-					t.Errorf("triplet %d found=%v after purge, want %v", i, found, want)
-				}
-			}
-			if _, found, _ := s.Client(ctx, key(1).Client); found {
-				t.Error("client of an expired triplet kept")
-			}
-			if _, found, _ := s.Client(ctx, key(2).Client); !found {
-				t.Error("touched client purged")
-			}
-		})
-	}
-}
-
-func TestStorePurgeManyInBatches(t *testing.T) {
-	s := mustOpen(t, filepath.Join(t.TempDir(), "g.db"))
-	const n = 2*purgeBatch + 17
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { mustAttempt(t, s, key(i), t0) })
-	}
-	wg.Wait()
-	st, err := s.Purge(context.Background(), testRules, t0.Add(3*24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Unverified != n {
-		t.Errorf("purged %d unverified, want %d", st.Unverified, n)
-	}
-}
-
-func mustAttempt(t *testing.T, s greylist.Store, k greylist.Key, at time.Time) greylist.Result {
-	t.Helper()
-	res, err := s.Attempt(context.Background(), k, testRules, at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
 }
 
 func TestStoreReopen(t *testing.T) {
@@ -459,44 +317,6 @@ func TestNewFileDatabasePageSize(t *testing.T) {
 	}
 }
 
-// TestCountsAndSummary: decision counts and the summary read back what was
-// written, on a file and in memory (where the writer's connection, the
-// only one, answers the reads).
-func TestCountsAndSummary(t *testing.T) {
-	for name, path := range map[string]string{"memory": ":memory:", "file": filepath.Join(t.TempDir(), "g.db")} {
-		t.Run(name, func(t *testing.T) {
-			s := mustOpen(t, path)
-			<-s.fillDone
-			ctx := context.Background()
-			hour := t0.Truncate(time.Hour).UTC()
-			in := []greylist.Count{{Hour: hour, Action: "greylist", Reason: "new", N: 3}, {Hour: hour, Action: "pass", Reason: "passed", N: 2}}
-			if err := s.AddCounts(ctx, in); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.AddCounts(ctx, in[:1]); err != nil {
-				t.Fatal(err)
-			}
-			got, err := s.Counts(ctx, hour)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := fmt.Sprint([]greylist.Count{{Hour: hour, Action: "greylist", Reason: "new", N: 6}, in[1]}); fmt.Sprint(got) != want {
-				t.Errorf("counts %v, want %v", got, want)
-			}
-			mustAttempt(t, s, key(1), t0)
-			mustAttempt(t, s, key(2), t0)
-			mustAttempt(t, s, key(2), t0.Add(10*time.Minute))
-			sum, err := s.Summary(ctx, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if sum != (greylist.Summary{Triplets: 2, Passed: 1, Clients: 1, AutoWhitelisted: 1}) {
-				t.Errorf("summary %+v", sum)
-			}
-		})
-	}
-}
-
 // TestFailedOperationFailsAlone: an operation that fails after writing is
 // rolled back, the operations batched with it commit, and the writer goes
 // on.
@@ -540,4 +360,16 @@ func TestFailedOperationFailsAlone(t *testing.T) {
 		t.Fatalf("%d triplets (%v), want the 40 attempts", n, err)
 	}
 	mustAttempt(t, s, key(500), t0)
+}
+
+// waitIdle waits until the writer has run the touches queued: once the
+// writer took them all, a no-op queued behind commits after them.
+func waitIdle(t *testing.T, s *Store) {
+	t.Helper()
+	for len(s.touch) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.AddCounts(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
 }

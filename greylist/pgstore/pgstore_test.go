@@ -1,0 +1,37 @@
+package pgstore
+
+import (
+	"context"
+	"testing"
+
+	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/storetest"
+	"github.com/greymilter/greymilter/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// open opens a store on a new database of the shared server.
+func open(t *testing.T, o greylist.Options) *Store {
+	t.Helper()
+	return openDSN(t, pgtest.Shared(t).NewDatabase(t), o)
+}
+
+func openDSN(t *testing.T, dsn string, o greylist.Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dsn, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Run("cached", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) greylist.Store { return open(t, greylist.Options{AutoWhitelist: 1}) })
+	})
+	t.Run("uncached", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) greylist.Store { return open(t, greylist.Options{CacheTTL: -1}) })
+	})
+}
