@@ -73,3 +73,11 @@ type Summarizer interface {
 	// of passes that makes a client auto-whitelisted.
 	Summary(ctx context.Context, autoWhitelist int) (Summary, error)
 }
+
+// Health is a Store on a database server, which may be unreachable.
+type Health interface {
+	// Available tells whether the last operation reached the database.
+	Available() bool
+	// Failures counts the operations that failed for want of it.
+	Failures() int64
+}
