@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greymilter/greymilter/internal/pgtest"
 	"github.com/greymilter/greymilter/test/harness"
 )
 
-func TestMain(m *testing.M) { harness.Main(m) }
+func TestMain(m *testing.M) { harness.Main(pgtest.Wrap(m)) }
 
 const (
 	// delay is greymilter's --delay in these tests.
