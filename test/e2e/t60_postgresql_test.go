@@ -74,7 +74,9 @@ func (p *policyClient) mustAsk(t *testing.T, client, sender, rcpt string) string
 	return action
 }
 
-func isGreylisted(action string) bool { return strings.HasPrefix(action, "DEFER_IF_PERMIT 4.7.1 Greylisted") }
+func isGreylisted(action string) bool {
+	return strings.HasPrefix(action, "DEFER_IF_PERMIT 4.7.1 Greylisted")
+}
 
 // passes tells whether an action lets the recipient through (DUNNO, or the
 // X-Greylist header of a first pass).
