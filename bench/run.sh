@@ -110,9 +110,11 @@ stop() {
 	SERVER_PID=
 }
 DNS_PID=
+PG_DATA=
 cleanup() {
 	stop
 	[ -z "$DNS_PID" ] || kill "$DNS_PID" 2>/dev/null || true
+	[ -z "$PG_DATA" ] || pg_as pg_ctl stop -w -m fast -D "$PG_DATA" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -180,6 +182,42 @@ DNS=$(head -1 "$OUT/nulldns.addr")
 
 greymilter_flags=(--delay "${DELAY}s" --auto-whitelist-clients 0 --dns "$DNS" --allow-root)
 
+# ---- PostgreSQL ------------------------------------------------------
+
+# A PostgreSQL cluster of the script's own on a loopback port, with the
+# server's default settings (durable commits), for the shared-store rows;
+# each run gets a fresh database. Needs Debian's postgresql package and
+# root (the server runs as postgres).
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+PG_PORT=
+pg_as() {
+	local prog=$1
+	shift
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$PG_BIN/$prog" "$@"
+	else
+		"$PG_BIN/$prog" "$@"
+	fi
+}
+if [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] && { [ "$(id -u)" != 0 ] || id postgres >/dev/null 2>&1; }; then
+	mkdir -p "$OUT/pg"
+	[ "$(id -u)" = 0 ] && chown postgres "$OUT/pg"
+	PG_PORT=$(free_port)
+	pg_as initdb -D "$OUT/pg/data" -U postgres --auth=trust -E UTF8 --locale=C --no-instructions >"$OUT/pg-initdb.log" 2>&1
+	pg_as pg_ctl start -w -D "$OUT/pg/data" -l "$OUT/pg/server.log" \
+		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$OUT/pg -c max_connections=200" >/dev/null
+	PG_DATA=$OUT/pg/data
+else
+	echo "bench: no PostgreSQL server (apt-get install postgresql; run as root): no PostgreSQL rows"
+fi
+PG_DB_SEQ=0
+# pg_fresh_db prints the URL of a new, empty database.
+pg_fresh_db() {
+	PG_DB_SEQ=$((PG_DB_SEQ + 1))
+	pg_as createdb -h 127.0.0.1 -p "$PG_PORT" -U postgres "bench$PG_DB_SEQ"
+	echo "postgres://postgres@127.0.0.1:$PG_PORT/bench$PG_DB_SEQ?sslmode=disable"
+}
+
 # ---- the table -------------------------------------------------------
 
 for c in $CONCURRENCY; do
@@ -214,6 +252,19 @@ for c in $CONCURRENCY; do
 		stop
 	else
 		echo "  (greymilter has no --policy-socket yet: no greymilter policy row)"
+	fi
+
+	if [ -n "$PG_PORT" ]; then
+		p=$(free_port)
+		pp=$(free_port)
+		start greymilter-pg "$pp" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --policy-socket "inet:127.0.0.1:$pp" --db "$(pg_fresh_db)" "${greymilter_flags[@]}"
+		load greymilter-pg milter "inet:127.0.0.1:$p" greylist "$c"
+		stop
+		p=$(free_port)
+		pp=$(free_port)
+		start greymilter-pg "$pp" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --policy-socket "inet:127.0.0.1:$pp" --db "$(pg_fresh_db)" "${greymilter_flags[@]}"
+		load greymilter-pg policy "inet:127.0.0.1:$pp" greylist "$c"
+		stop
 	fi
 
 	if command -v postgrey >/dev/null || [ -x /usr/sbin/postgrey ]; then
@@ -325,6 +376,16 @@ jq -r -s '
 	      (if .proto == "policy" and .server != "postgrey" and .expect != "pass" then times(.decisions_per_s; $pg.decisions_per_s) else "-" end),
 	      (.rss_kb / 1024 | round), .errors, .mismatches, "\(.server_cores)/\(.client_cores)/\(.other_cores)"])
 	| @tsv' "$RESULTS" | column -t -s $'\t'
+
+if [ -n "$PG_PORT" ]; then
+	echo
+	echo "PostgreSQL (same machine, server defaults) against the SQLite file, concurrency 32 (target: at least half the rate, p99 under 20 ms):"
+	jq -r -s '
+		(map(select(.server == "greymilter-file" and .concurrency == 32))) as $file
+		| map(select(.server == "greymilter-pg" and .concurrency == 32))[] as $pg
+		| ($file | map(select(.proto == $pg.proto)) | first) as $f
+		| "  \($pg.proto): PostgreSQL \($pg.decisions_per_s | round)/s vs SQLite file \($f.decisions_per_s | round)/s = \(100 * $pg.decisions_per_s / $f.decisions_per_s | round)%; p99 \($pg.p99_ms) ms (SQLite \($f.p99_ms))"' "$RESULTS"
+fi
 
 if [ "$MILLION" -gt 0 ]; then
 	echo

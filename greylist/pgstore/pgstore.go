@@ -120,8 +120,8 @@ func Open(ctx context.Context, dsn string, o greylist.Options) (*Store, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// The error may quote the URL, password and all.
-		return nil, fmt.Errorf("pgstore: bad database URL: %w", errors.Unwrap(err))
+		// pgx quotes the URL with its password redacted.
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	if !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = defaultMaxConns
