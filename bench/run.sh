@@ -211,11 +211,13 @@ else
 	echo "bench: no PostgreSQL server (apt-get install postgresql; run as root): no PostgreSQL rows"
 fi
 PG_DB_SEQ=0
-# pg_fresh_db prints the URL of a new, empty database.
+PG_URL=
+# pg_fresh_db creates a new, empty database and sets PG_URL to its URL
+# (not in a subshell: the sequence must move on).
 pg_fresh_db() {
 	PG_DB_SEQ=$((PG_DB_SEQ + 1))
 	pg_as createdb -h 127.0.0.1 -p "$PG_PORT" -U postgres "bench$PG_DB_SEQ"
-	echo "postgres://postgres@127.0.0.1:$PG_PORT/bench$PG_DB_SEQ?sslmode=disable"
+	PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/bench$PG_DB_SEQ?sslmode=disable"
 }
 
 # ---- the table -------------------------------------------------------
@@ -257,12 +259,14 @@ for c in $CONCURRENCY; do
 	if [ -n "$PG_PORT" ]; then
 		p=$(free_port)
 		pp=$(free_port)
-		start greymilter-pg "$pp" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --policy-socket "inet:127.0.0.1:$pp" --db "$(pg_fresh_db)" "${greymilter_flags[@]}"
+		pg_fresh_db
+		start greymilter-pg "$pp" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --policy-socket "inet:127.0.0.1:$pp" --db "$PG_URL" "${greymilter_flags[@]}"
 		load greymilter-pg milter "inet:127.0.0.1:$p" greylist "$c"
 		stop
 		p=$(free_port)
 		pp=$(free_port)
-		start greymilter-pg "$pp" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --policy-socket "inet:127.0.0.1:$pp" --db "$(pg_fresh_db)" "${greymilter_flags[@]}"
+		pg_fresh_db
+		start greymilter-pg "$pp" "$BIN/greymilter" -s "inet:127.0.0.1:$p" --policy-socket "inet:127.0.0.1:$pp" --db "$PG_URL" "${greymilter_flags[@]}"
 		load greymilter-pg policy "inet:127.0.0.1:$pp" greylist "$c"
 		stop
 	fi
