@@ -93,11 +93,14 @@ type Store struct {
 	clients *lru.Cache[string, cachedClient]
 	hints   *lru.Cache[key, hint] // what a lookup read, for the attempt after it
 
-	touches chan touch
-	flush   chan chan struct{}
-	quit    chan struct{}
-	done    chan struct{}
-	closing sync.Once
+	reads        chan *stmt // for the batchers
+	writes       chan *stmt
+	batchersDone sync.WaitGroup
+	touches      chan touch
+	flush        chan chan struct{}
+	quit         chan struct{}
+	done         chan struct{}
+	closing      sync.Once
 
 	down      atomic.Bool  // the last operation found the database unavailable
 	downSince atomic.Int64 // unix nanoseconds of the outage's first failure
@@ -137,6 +140,8 @@ func Open(ctx context.Context, dsn string, o greylist.Options) (*Store, error) {
 	}
 	s := &Store{
 		pool: pool, timeout: o.Timeout, ttl: o.CacheTTL, awl: o.AutoWhitelist, log: o.Log,
+		reads:   make(chan *stmt, maxBatch),
+		writes:  make(chan *stmt, maxBatch),
 		touches: make(chan touch, touchQueue),
 		flush:   make(chan chan struct{}),
 		quit:    make(chan struct{}),
@@ -152,6 +157,11 @@ func Open(ctx context.Context, dsn string, o greylist.Options) (*Store, error) {
 	}
 	s.hints, _ = lru.New[key, hint](hintEntries)
 	go s.toucher()
+	for range batchers {
+		s.batchersDone.Add(2)
+		go s.batcher(s.reads)
+		go s.batcher(s.writes)
+	}
 	return s, nil
 }
 
@@ -280,6 +290,7 @@ func (s *Store) Close() error {
 	s.closing.Do(func() {
 		close(s.quit)
 		<-s.done
+		s.batchersDone.Wait()
 		s.pool.Close()
 	})
 	return nil

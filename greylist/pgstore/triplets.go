@@ -103,29 +103,41 @@ func (s *Store) Attempt(ctx context.Context, k greylist.Key, rules greylist.Rule
 func (s *Store) read(ctx context.Context, k greylist.Key) (greylist.Record, bool, error) {
 	var first, last, passed int64
 	var attempts int
-	err := s.pool.QueryRow(ctx, selTriplet, k.Client, k.Sender, k.Recipient).Scan(&first, &last, &passed, &attempts)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return greylist.Record{}, false, nil
-	}
-	if err != nil {
+	found := true
+	err := s.run(ctx, &stmt{key: k, sql: selTriplet, args: []any{k.Client, k.Sender, k.Recipient}, row: func(row pgx.Row) error {
+		err := row.Scan(&first, &last, &passed, &attempts)
+		if errors.Is(err, pgx.ErrNoRows) {
+			found, err = false, nil
+		}
+		return err
+	}})
+	if err != nil || !found {
 		return greylist.Record{}, false, err
 	}
 	return greylist.Record{FirstSeen: fromMS(first), LastSeen: fromMS(last), PassedAt: fromMS(passed), Attempts: attempts}, true, nil
 }
 
 // write stores res's record if the triplet is still as old says, and tells
-// whether it did.
+// whether it did. A pass that counts towards its client's auto-whitelist
+// runs on its own, not in a batch: it locks the client's row too, and in a
+// batch that could deadlock with another host's.
 func (s *Store) write(ctx context.Context, k greylist.Key, old hint, res greylist.Result, countPass bool) (bool, error) {
 	r := res.Record
 	if !old.found {
-		tag, err := s.pool.Exec(ctx, insTriplet, k.Client, k.Sender, k.Recipient, ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts)
-		return tag.RowsAffected() == 1, err
+		st := &stmt{write: true, key: k, sql: insTriplet, args: []any{k.Client, k.Sender, k.Recipient, ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts}}
+		err := s.run(ctx, st)
+		return st.n == 1, err
 	}
 	o := old.rec
-	var n int
-	err := s.pool.QueryRow(ctx, casTriplet, k.Client, k.Sender, k.Recipient,
+	args := []any{k.Client, k.Sender, k.Recipient,
 		ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts,
-		ms(o.FirstSeen), ms(o.LastSeen), ms(o.PassedAt), o.Attempts, countPass).Scan(&n)
+		ms(o.FirstSeen), ms(o.LastSeen), ms(o.PassedAt), o.Attempts, countPass}
+	var n int
+	if countPass {
+		err := s.pool.QueryRow(ctx, casTriplet, args...).Scan(&n)
+		return n == 1, err
+	}
+	err := s.run(ctx, &stmt{write: true, key: k, sql: casTriplet, args: args, row: func(row pgx.Row) error { return row.Scan(&n) }})
 	return n == 1, err
 }
 
@@ -170,15 +182,21 @@ func (s *Store) Client(ctx context.Context, client string) (greylist.ClientRecor
 	defer cancel()
 	var c greylist.ClientRecord
 	var last int64
-	err := s.pool.QueryRow(ctx, selClient, client).Scan(&c.Passes, &last)
-	if errors.Is(err, pgx.ErrNoRows) {
-		s.result(nil)
-		return greylist.ClientRecord{}, false, nil
-	}
+	found := true
+	err := s.run(ctx, &stmt{key: greylist.Key{Client: client}, sql: selClient, args: []any{client}, row: func(row pgx.Row) error {
+		err := row.Scan(&c.Passes, &last)
+		if errors.Is(err, pgx.ErrNoRows) {
+			found, err = false, nil
+		}
+		return err
+	}})
 	if err != nil {
 		return greylist.ClientRecord{}, false, fmt.Errorf("pgstore: client lookup: %w", s.result(err))
 	}
 	s.result(nil)
+	if !found {
+		return greylist.ClientRecord{}, false, nil
+	}
 	c.LastSeen = fromMS(last)
 	if s.clients != nil && s.awl > 0 && c.Passes >= s.awl {
 		s.clients.Add(client, cachedClient{c, time.Now()})
