@@ -14,7 +14,7 @@ import (
 // dbTimeout is greymilter's --db-timeout in the outage tests.
 const dbTimeout = 500 * time.Millisecond
 
-// TestT61PostgreSQLOutages: PostgreSQL stopped mid-run, then hung (SIGSTOP
+// TestT71PostgreSQLOutages: PostgreSQL stopped mid-run, then hung (SIGSTOP
 // of the postmaster and its children). Two greymilters, one with
 // --on-error tempfail (the default) and one with accept, answer every
 // request within --db-timeout and a margin, as --on-error says; a triplet
@@ -22,7 +22,7 @@ const dbTimeout = 500 * time.Millisecond
 // unavailable" once per outage. After the server's return decisions
 // resume within a second, without restarting greymilter, and what was
 // committed before the outage is still there.
-func TestT61PostgreSQLOutages(t *testing.T) {
+func TestT71PostgreSQLOutages(t *testing.T) {
 	t.Parallel()
 	harness.Require(t)
 	srv := pgtest.New(t)
@@ -30,7 +30,7 @@ func TestT61PostgreSQLOutages(t *testing.T) {
 	timeout := "--db-timeout=" + dbTimeout.String()
 	tempfail, tempfailAddr := pgGreymilter(t, dsn, timeout)
 	accept, acceptAddr := pgGreymilter(t, dsn, timeout, "--on-error", "accept")
-	rcpt := "bob-t61@" + harness.Domain
+	rcpt := "bob-t71@" + harness.Domain
 
 	// Before: one triplet passed (and cached at both), one waiting.
 	p := dialPolicy(t, tempfailAddr)
@@ -142,9 +142,9 @@ func TestT61PostgreSQLOutages(t *testing.T) {
 	}
 }
 
-// TestT62FailoverURL: a URL naming a dead host first and the live one
+// TestT72FailoverURL: a URL naming a dead host first and the live one
 // second decides through the live one.
-func TestT62FailoverURL(t *testing.T) {
+func TestT72FailoverURL(t *testing.T) {
 	t.Parallel()
 	harness.Require(t)
 	srv := pgtest.Shared(t)
@@ -153,7 +153,7 @@ func TestT62FailoverURL(t *testing.T) {
 	url := fmt.Sprintf("postgresql://postgres@127.0.0.1:%d,127.0.0.1:%d/%s?sslmode=disable&target_session_attrs=read-write", harness.FreePort(t), srv.Port, db)
 	_, addr := pgGreymilter(t, url)
 	p := dialPolicy(t, addr)
-	if a := p.mustAsk(t, "198.51.100.62", "alice@sender.example", "bob-t62@"+harness.Domain); !isGreylisted(a) {
+	if a := p.mustAsk(t, "198.51.100.62", "alice@sender.example", "bob-t72@"+harness.Domain); !isGreylisted(a) {
 		t.Fatalf("first attempt: %q, want greylisted", a)
 	}
 	if n := pgCount(t, dsn, `SELECT count(*) FROM triplets`); n != 1 {

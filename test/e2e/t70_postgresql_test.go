@@ -100,12 +100,12 @@ func pgCount(t *testing.T, dsn, query string) int64 {
 	return n
 }
 
-// TestT60TwoGreymiltersOnePostgreSQL: two greymilter processes (two MX
+// TestT70TwoGreymiltersOnePostgreSQL: two greymilter processes (two MX
 // hosts) on one database. A triplet greylisted through the first passes
 // through the second after the delay; hundreds of new triplets sent to
 // both at the same instant are all deferred by both, without error, and
 // each is one row.
-func TestT60TwoGreymiltersOnePostgreSQL(t *testing.T) {
+func TestT70TwoGreymiltersOnePostgreSQL(t *testing.T) {
 	t.Parallel()
 	harness.Require(t)
 	dsn := pgtest.Shared(t).NewDatabase(t)
@@ -113,11 +113,11 @@ func TestT60TwoGreymiltersOnePostgreSQL(t *testing.T) {
 	_, addr2 := pgGreymilter(t, dsn)
 
 	p1, p2 := dialPolicy(t, addr1), dialPolicy(t, addr2)
-	if a := p1.mustAsk(t, "198.51.100.60", "alice@sender.example", "bob-t60@"+harness.Domain); !isGreylisted(a) {
+	if a := p1.mustAsk(t, "198.51.100.60", "alice@sender.example", "bob-t70@"+harness.Domain); !isGreylisted(a) {
 		t.Fatalf("first attempt at MX 1: %q, want greylisted", a)
 	}
 	time.Sleep(delay + 500*time.Millisecond)
-	a := p2.mustAsk(t, "198.51.100.61", "alice@sender.example", "bob-t60@"+harness.Domain)
+	a := p2.mustAsk(t, "198.51.100.61", "alice@sender.example", "bob-t70@"+harness.Domain)
 	if !strings.HasPrefix(a, "PREPEND X-Greylist: delayed 3 seconds by greymilter at "+hostname) {
 		t.Fatalf("retry at MX 2 after the delay: %q, want a pass with X-Greylist", a)
 	}
@@ -132,7 +132,7 @@ func TestT60TwoGreymiltersOnePostgreSQL(t *testing.T) {
 			wg.Go(func() {
 				<-start
 				for i := w; i < triplets; i += conns {
-					a, _, err := p.ask(fmt.Sprintf("203.0.%d.7", i%200), fmt.Sprintf("s%d@sender.example", i), "same-t60@"+harness.Domain)
+					a, _, err := p.ask(fmt.Sprintf("203.0.%d.7", i%200), fmt.Sprintf("s%d@sender.example", i), "same-t70@"+harness.Domain)
 					switch {
 					case err != nil:
 						errs <- err.Error()
@@ -149,10 +149,10 @@ func TestT60TwoGreymiltersOnePostgreSQL(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	if n := pgCount(t, dsn, `SELECT count(*) FROM triplets WHERE recipient = 'same-t60@`+harness.Domain+`'`); n != triplets {
+	if n := pgCount(t, dsn, `SELECT count(*) FROM triplets WHERE recipient = 'same-t70@`+harness.Domain+`'`); n != triplets {
 		t.Errorf("%d rows for %d triplets, want one each", n, triplets)
 	}
-	if n := pgCount(t, dsn, `SELECT count(*) FROM triplets WHERE recipient = 'same-t60@`+harness.Domain+`' AND attempts != 2`); n != 0 {
+	if n := pgCount(t, dsn, `SELECT count(*) FROM triplets WHERE recipient = 'same-t70@`+harness.Domain+`' AND attempts != 2`); n != 0 {
 		t.Errorf("%d triplets without both attempts counted", n)
 	}
 }
