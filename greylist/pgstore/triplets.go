@@ -32,10 +32,6 @@ type hint struct {
 	found bool
 }
 
-// maxAttemptTries bounds an attempt's read-and-write rounds: each lost
-// round means another attempt of the triplet won one.
-const maxAttemptTries = 100
-
 const (
 	selTriplet = `SELECT first_seen, last_seen, passed_at, attempts FROM triplets
 		WHERE client = $1 AND sender = $2 AND recipient = $3`
@@ -59,44 +55,80 @@ const (
 	SELECT count(*) FROM t`
 )
 
-// Attempt implements greylist.Store.
+// Attempt implements greylist.Store. It first decides from what the lookup
+// before it read (or reads now) and writes if the row is still so, which
+// costs one round trip in a batch. If another attempt of the triplet got
+// in between, it decides again under the row's lock, in a transaction of
+// its own: under contention attempts then take turns instead of retrying.
 func (s *Store) Attempt(ctx context.Context, k greylist.Key, rules greylist.Rules, now time.Time) (greylist.Result, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	h, known := s.hints.Peek(k)
 	if known {
 		s.hints.Remove(k)
-	}
-	for range maxAttemptTries {
-		if !known {
-			var err error
-			if h.rec, h.found, err = s.read(ctx, k); err != nil {
-				return greylist.Result{}, fmt.Errorf("pgstore: attempt: %w", s.result(err))
-			}
-		}
-		res := rules.Apply(h.rec, h.found, now)
-		countPass := res.Outcome == greylist.Passed && !rules.NoClientPasses
-		won, err := s.write(ctx, k, h, res, countPass)
-		if err != nil {
+	} else {
+		var err error
+		if h.rec, h.found, err = s.read(ctx, k); err != nil {
 			return greylist.Result{}, fmt.Errorf("pgstore: attempt: %w", s.result(err))
 		}
-		if won {
-			s.result(nil)
-			if res.Record.Passed() && s.passed != nil {
-				s.passed.Add(k, cachedRecord{res.Record, time.Now()})
-			}
-			if countPass && s.clients != nil {
-				if c, ok := s.clients.Peek(k.Client); ok {
-					c.c.Passes++
-					c.c.LastSeen = fromMS(ms(now))
-					s.clients.Add(k.Client, c)
-				}
-			}
-			return res, nil
-		}
-		known = false
 	}
-	return greylist.Result{}, fmt.Errorf("pgstore: attempt: the triplet changed under %d tries in a row", maxAttemptTries)
+	res := rules.Apply(h.rec, h.found, now)
+	countPass := res.Outcome == greylist.Passed && !rules.NoClientPasses
+	won, err := s.write(ctx, k, h, res, countPass)
+	if err == nil && !won {
+		res, countPass, err = s.lockedAttempt(ctx, k, rules, now)
+	}
+	if err != nil {
+		return greylist.Result{}, fmt.Errorf("pgstore: attempt: %w", s.result(err))
+	}
+	s.result(nil)
+	if res.Record.Passed() && s.passed != nil {
+		s.passed.Add(k, cachedRecord{res.Record, time.Now()})
+	}
+	if countPass && s.clients != nil {
+		if c, ok := s.clients.Peek(k.Client); ok {
+			c.c.Passes++
+			c.c.LastSeen = fromMS(ms(now))
+			s.clients.Add(k.Client, c)
+		}
+	}
+	return res, nil
+}
+
+// lockedAttempt decides an attempt in a transaction holding the triplet's
+// row lock (SELECT ... FOR UPDATE), creating the row if there is none.
+// Like a pass of the single-statement path, it locks the triplet's row
+// before its client's.
+func (s *Store) lockedAttempt(ctx context.Context, k greylist.Key, rules greylist.Rules, now time.Time) (res greylist.Result, countPass bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for {
+			var first, last, passed int64
+			var attempts int
+			err := tx.QueryRow(ctx, selTriplet+" FOR UPDATE", k.Client, k.Sender, k.Recipient).Scan(&first, &last, &passed, &attempts)
+			found := err == nil
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			rec := greylist.Record{FirstSeen: fromMS(first), LastSeen: fromMS(last), PassedAt: fromMS(passed), Attempts: attempts}
+			res = rules.Apply(rec, found, now)
+			r := res.Record
+			if !found {
+				// Waits for another transaction inserting it, then
+				// inserts nothing: read it again, locked.
+				tag, err := tx.Exec(ctx, insTriplet, k.Client, k.Sender, k.Recipient, ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts)
+				if err != nil || tag.RowsAffected() == 1 {
+					return err
+				}
+				continue
+			}
+			countPass = res.Outcome == greylist.Passed && !rules.NoClientPasses
+			var n int
+			return tx.QueryRow(ctx, casTriplet, k.Client, k.Sender, k.Recipient,
+				ms(r.FirstSeen), ms(r.LastSeen), ms(r.PassedAt), r.Attempts,
+				first, last, passed, attempts, countPass).Scan(&n)
+		}
+	})
+	return res, countPass, err
 }
 
 // read reads a triplet's record from the database.
