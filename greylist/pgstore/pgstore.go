@@ -6,7 +6,8 @@
 // triplets and auto-whitelisted clients are cached here, for a bounded
 // time, since they stay good. An attempt is decided by greylist's rules
 // in Go and written with a compare-and-set statement: the write only takes
-// if the row is still what the rules saw, so that two hosts deciding on one
+// if the row is still what the rules saw (and otherwise the attempt is
+// decided again under the row's lock), so that two hosts deciding on one
 // triplet at the same instant never both count as its first attempt and
 // never write two rows. Every operation is bounded by a timeout, so that a
 // stopped or hung server costs a decision that timeout at most.

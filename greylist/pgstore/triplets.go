@@ -26,7 +26,7 @@ type cachedClient struct {
 
 // hint is a triplet's record as a lookup just read it (found false: no
 // row). The attempt that follows a lookup starts from it: its write only
-// takes if the row is still so, and otherwise reads again.
+// takes if the row is still so.
 type hint struct {
 	rec   greylist.Record
 	found bool
