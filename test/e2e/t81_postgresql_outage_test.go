@@ -14,7 +14,7 @@ import (
 // dbTimeout is greymilter's --db-timeout in the outage tests.
 const dbTimeout = 500 * time.Millisecond
 
-// TestT71PostgreSQLOutages: PostgreSQL stopped mid-run, then hung (SIGSTOP
+// TestT81PostgreSQLOutages: PostgreSQL stopped mid-run, then hung (SIGSTOP
 // of the postmaster and its children). Two greymilters, one with
 // --on-error tempfail (the default) and one with accept, answer every
 // request within --db-timeout and a margin, as --on-error says; a triplet
@@ -22,7 +22,7 @@ const dbTimeout = 500 * time.Millisecond
 // unavailable" once per outage. After the server's return decisions
 // resume within a second, without restarting greymilter, and what was
 // committed before the outage is still there.
-func TestT71PostgreSQLOutages(t *testing.T) {
+func TestT81PostgreSQLOutages(t *testing.T) {
 	t.Parallel()
 	harness.Require(t)
 	srv := pgtest.New(t)
@@ -30,17 +30,17 @@ func TestT71PostgreSQLOutages(t *testing.T) {
 	timeout := "--db-timeout=" + dbTimeout.String()
 	tempfail, tempfailAddr := pgGreymilter(t, dsn, timeout)
 	accept, acceptAddr := pgGreymilter(t, dsn, timeout, "--on-error", "accept")
-	rcpt := "bob-t71@" + harness.Domain
+	rcpt := "bob-t81@" + harness.Domain
 
 	// Before: one triplet passed (and cached at both), one waiting.
-	p := dialPolicy(t, tempfailAddr)
-	pa := dialPolicy(t, acceptAddr)
-	p.mustAsk(t, "198.51.100.1", "known@sender.example", rcpt)
+	p := dialPolicyT(t, tempfailAddr)
+	pa := dialPolicyT(t, acceptAddr)
+	mustAsk(t, p, "198.51.100.1", "known@sender.example", rcpt)
 	waitingFirst := time.Now()
-	p.mustAsk(t, "198.51.100.2", "waiting@sender.example", rcpt)
+	mustAsk(t, p, "198.51.100.2", "waiting@sender.example", rcpt)
 	time.Sleep(delay + 500*time.Millisecond)
-	for _, c := range []*policyClient{p, pa} {
-		if a := c.mustAsk(t, "198.51.100.1", "known@sender.example", rcpt); !passes(a) {
+	for _, c := range []*policyConn{p, pa} {
+		if a := mustAsk(t, c, "198.51.100.1", "known@sender.example", rcpt); !passes(a) {
 			t.Fatalf("retry after the delay: %q, want a pass", a)
 		}
 	}
@@ -71,12 +71,12 @@ func TestT71PostgreSQLOutages(t *testing.T) {
 			if w%2 == 1 {
 				gm, addr = "accept", acceptAddr
 			}
-			c := dialPolicy(t, addr)
+			c := dialPolicyT(t, addr)
 			seq++
 			sender := fmt.Sprintf("o%d@sender.example", seq)
 			wg.Go(func() {
 				for range 2 {
-					a, took, err := c.ask("203.0.113.9", sender, rcpt)
+					a, took, err := timedAsk(c, "203.0.113.9", sender, rcpt)
 					answers <- answer{gm, a, took, err}
 				}
 			})
@@ -98,8 +98,8 @@ func TestT71PostgreSQLOutages(t *testing.T) {
 		if limit := dbTimeout + 700*time.Millisecond; worst > limit {
 			t.Errorf("PostgreSQL %s: an answer took %v, want at most %v", o.name, worst, limit)
 		}
-		for _, c := range []*policyClient{p, pa} {
-			if a, took, err := c.ask("198.51.100.1", "known@sender.example", rcpt); a != "DUNNO" || err != nil || took > dbTimeout {
+		for _, c := range []*policyConn{p, pa} {
+			if a, took, err := timedAsk(c, "198.51.100.1", "known@sender.example", rcpt); a != "DUNNO" || err != nil || took > dbTimeout {
 				t.Errorf("PostgreSQL %s: known triplet: %q %v in %v, want DUNNO from the cache", o.name, a, err, took)
 			}
 		}
@@ -108,10 +108,10 @@ func TestT71PostgreSQLOutages(t *testing.T) {
 			t.Fatal(err)
 		}
 		back := time.Now()
-		for _, c := range []*policyClient{p, pa} {
+		for _, c := range []*policyConn{p, pa} {
 			for {
 				seq++
-				a, _, err := c.ask("203.0.113.10", fmt.Sprintf("back%d@sender.example", seq), rcpt)
+				a, err := c.ask("203.0.113.10", fmt.Sprintf("back%d@sender.example", seq), rcpt)
 				if err == nil && isGreylisted(a) {
 					break
 				}
@@ -134,7 +134,7 @@ func TestT71PostgreSQLOutages(t *testing.T) {
 	}
 	// The waiting triplet's first attempt, committed before the outages.
 	time.Sleep(time.Until(waitingFirst.Add(delay + 500*time.Millisecond)))
-	if a := pa.mustAsk(t, "198.51.100.2", "waiting@sender.example", rcpt); !strings.HasPrefix(a, "PREPEND X-Greylist:") {
+	if a := mustAsk(t, pa, "198.51.100.2", "waiting@sender.example", rcpt); !strings.HasPrefix(a, "PREPEND X-Greylist:") {
 		t.Errorf("waiting triplet after the outages: %q, want a pass after its delay", a)
 	}
 	for _, gm := range []*harness.GreymilterProcess{tempfail, accept} {
@@ -142,9 +142,9 @@ func TestT71PostgreSQLOutages(t *testing.T) {
 	}
 }
 
-// TestT72FailoverURL: a URL naming a dead host first and the live one
+// TestT82FailoverURL: a URL naming a dead host first and the live one
 // second decides through the live one.
-func TestT72FailoverURL(t *testing.T) {
+func TestT82FailoverURL(t *testing.T) {
 	t.Parallel()
 	harness.Require(t)
 	srv := pgtest.Shared(t)
@@ -152,8 +152,8 @@ func TestT72FailoverURL(t *testing.T) {
 	db := dsn[strings.LastIndex(dsn, "/")+1 : strings.Index(dsn, "?")]
 	url := fmt.Sprintf("postgresql://postgres@127.0.0.1:%d,127.0.0.1:%d/%s?sslmode=disable&target_session_attrs=read-write", harness.FreePort(t), srv.Port, db)
 	_, addr := pgGreymilter(t, url)
-	p := dialPolicy(t, addr)
-	if a := p.mustAsk(t, "198.51.100.62", "alice@sender.example", "bob-t72@"+harness.Domain); !isGreylisted(a) {
+	p := dialPolicyT(t, addr)
+	if a := mustAsk(t, p, "198.51.100.62", "alice@sender.example", "bob-t82@"+harness.Domain); !isGreylisted(a) {
 		t.Fatalf("first attempt: %q, want greylisted", a)
 	}
 	if n := pgCount(t, dsn, `SELECT count(*) FROM triplets`); n != 1 {

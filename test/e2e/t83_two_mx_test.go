@@ -9,11 +9,11 @@ import (
 	"github.com/greymilter/greymilter/test/harness"
 )
 
-// TestT73TwoMXOnePostgreSQL: two Postfix instances (MX 1 and MX 2), each
+// TestT83TwoMXOnePostgreSQL: two Postfix instances (MX 1 and MX 2), each
 // with its own greymilter as its milter, one PostgreSQL behind both. A
 // sender deferred at MX 1 that retries at MX 2 after the delay is
 // delivered there, with the X-Greylist header.
-func TestT73TwoMXOnePostgreSQL(t *testing.T) {
+func TestT83TwoMXOnePostgreSQL(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "postfix")
 	dsn := pgtest.Shared(t).NewDatabase(t)
@@ -21,7 +21,7 @@ func TestT73TwoMXOnePostgreSQL(t *testing.T) {
 	gm1, gm2 := harness.Greymilter(t, args...), harness.Greymilter(t, args...)
 	mx1 := harness.Postfix(t, harness.PostfixOptions{Milter: gm1.Socket})
 	mx2 := harness.Postfix(t, harness.PostfixOptions{Milter: gm2.Socket})
-	rcpt := "t73@" + harness.Domain
+	rcpt := "t83@" + harness.Domain
 	env := harness.Envelope{ClientAddr: "192.0.2.63", From: "alice@client.example", To: []string{rcpt}}
 
 	start := time.Now()
