@@ -36,7 +36,7 @@ const outageTimeout = 300 * time.Millisecond
 
 // outageMargin is what an operation may take past the timeout on a
 // loaded machine.
-const outageMargin = 400 * time.Millisecond
+const outageMargin = 700 * time.Millisecond
 
 // TestOutages: with the server stopped, then frozen (SIGSTOP: connections
 // open, nothing answers), every operation, however many at once, fails

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"time"
 	"testing"
 
 	"github.com/greymilter/greymilter/greylist"
@@ -27,11 +28,19 @@ func openDSN(t *testing.T, dsn string, o greylist.Options) *Store {
 	return s
 }
 
+// conformanceTimeout bounds operations in the conformance suite, which
+// tests behaviour, not time: generous, for a loaded machine.
+const conformanceTimeout = 10 * time.Second
+
 func TestConformance(t *testing.T) {
 	t.Run("cached", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) greylist.Store { return open(t, greylist.Options{AutoWhitelist: 1}) })
+		storetest.Run(t, func(t *testing.T) greylist.Store {
+			return open(t, greylist.Options{Timeout: conformanceTimeout, AutoWhitelist: 1})
+		})
 	})
 	t.Run("uncached", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) greylist.Store { return open(t, greylist.Options{CacheTTL: -1}) })
+		storetest.Run(t, func(t *testing.T) greylist.Store {
+			return open(t, greylist.Options{Timeout: conformanceTimeout, CacheTTL: -1})
+		})
 	})
 }

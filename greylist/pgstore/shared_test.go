@@ -38,7 +38,8 @@ func count(t *testing.T, dsn, query string, args ...any) int64 {
 // counted, and each triplet has one row.
 func TestTwoHostsSameTriplets(t *testing.T) {
 	dsn := pgtest.Shared(t).NewDatabase(t)
-	hosts := []*Store{openDSN(t, dsn, greylist.Options{}), openDSN(t, dsn, greylist.Options{})}
+	o := greylist.Options{Timeout: conformanceTimeout}
+	hosts := []*Store{openDSN(t, dsn, o), openDSN(t, dsn, o)}
 	const triplets, perHost = 300, 2
 	start := make(chan struct{})
 	var wg sync.WaitGroup
