@@ -2,8 +2,8 @@ package pgstore
 
 import (
 	"context"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/greylist/storetest"
