@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/greymilter/greymilter/dnsbl"
@@ -100,6 +101,9 @@ type app struct {
 	reloads  []func() error
 	closers  []func() error
 
+	// metrics is the registry that /metrics serves (metrics.go).
+	metrics *prometheus.Registry
+
 	greylist   *greylist.Greylist
 	engine     *engine.Engine
 	milterAddr sockaddr.Addr
@@ -108,6 +112,10 @@ type app struct {
 	// dnsResolver is shared by every DNS lookup; use a.resolver() (dnsbl.go).
 	dnsResolver *dnsbl.Resolver
 	dnsLists    []*dnsbl.List // for their metrics
+}
+
+func newApp(logger *slog.Logger) *app {
+	return &app{log: logger, clock: engine.SystemClock{}, metrics: prometheus.NewRegistry()}
 }
 
 // service is a long-running part: Serve blocks until Shutdown.
@@ -321,7 +329,7 @@ var errConfig = errors.New("configuration error")
 func configError(err error) error { return fmt.Errorf("%w: %w", errConfig, err) }
 
 func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error) {
-	a := &app{log: logger, clock: engine.SystemClock{}}
+	a := newApp(logger)
 	trusted, err := c.trustedNetworks()
 	if err != nil {
 		return nil, configError(err)
@@ -367,6 +375,7 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	}
 	a.engine = engine.New(engine.Options{Clock: a.clock, Logger: logger, OnError: onError, DryRun: c.dryRun, Timeout: c.decisionTimeout,
 		DNSTimeout: dnsOpts.timeout, Observe: func(at time.Time, v engine.Verdict) { a.recorder.Add(at, v.Action.String(), v.Reason) }}, steps...)
+	a.metrics.MustRegister(a.engine.Metrics())
 
 	if c.socket == "none" {
 		if len(a.services) == 0 {
