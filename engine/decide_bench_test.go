@@ -34,7 +34,7 @@ func benchEngine(b *testing.B, db string, clock engine.Clock, logger *slog.Logge
 	}
 	b.Cleanup(func() { store.Close() })
 	g := &engine.Greylisting{
-		Greylist: &greylist.Greylist{Store: store, Rules: greylist.DefaultRules},
+		Greylist: &greylist.Greylist{Store: store, Rules: greylist.DefaultRules, Metrics: greylist.NewMetrics()},
 		Keyer:    greylist.DefaultKeyer,
 		Hostname: "mx.example.net",
 	}

@@ -108,7 +108,11 @@ func (f *dnsFlags) build(_ context.Context, a *app) error {
 	}
 	if len(lists) > 0 {
 		a.dnsLists = lists
-		a.metrics.MustRegister(newDNSListCollector(lists))
+		m := dnsbl.NewMetrics()
+		for _, l := range lists {
+			l.Instrument(m)
+		}
+		a.metrics.MustRegister(m, newDNSListCollector(lists))
 		a.addService(selfTestService(lists, f.selfTestInterval))
 	}
 	return nil

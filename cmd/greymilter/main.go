@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,10 @@ var version = "dev"
 
 // DefaultSocket is where greymilter's milter listens unless told otherwise.
 const DefaultSocket = "inet:127.0.0.1:10029"
+
+// summaryEvery is how often the store's contents are counted for /metrics
+// at most: counting a million triplets takes a while.
+const summaryEvery = 30 * time.Second
 
 // exitUsage is the exit status for bad flags, config or list files.
 const exitUsage = 2
@@ -103,6 +108,8 @@ type app struct {
 
 	// metrics is the registry that /metrics serves (metrics.go).
 	metrics *prometheus.Registry
+	// serving is set once every service listens.
+	serving atomic.Bool
 
 	greylist   *greylist.Greylist
 	engine     *engine.Engine
@@ -347,7 +354,13 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 		return a, fmt.Errorf("--db %s: this store keeps no decision counts", c.db)
 	}
 	a.recorder = stats.NewRecorder(counter, logger)
-	a.greylist = &greylist.Greylist{Store: store, Rules: c.rules, AutoWhitelist: c.autoWhitelist, Log: logger}
+	a.greylist = &greylist.Greylist{Store: store, Rules: c.rules, AutoWhitelist: c.autoWhitelist, Log: logger, Metrics: greylist.NewMetrics()}
+	a.metrics.MustRegister(a.greylist.Metrics)
+	if sum, ok := store.(greylist.Summarizer); ok {
+		a.metrics.MustRegister(greylist.NewSummaryCollector(func(ctx context.Context) (greylist.Summary, error) {
+			return sum.Summary(ctx, c.autoWhitelist)
+		}, summaryEvery, logger))
+	}
 	g := &engine.Greylisting{
 		Greylist: a.greylist,
 		Keyer:    greylist.Keyer{IPv4Prefix: c.ipv4Prefix, IPv6Prefix: c.ipv6Prefix, ByHost: c.byHost},
@@ -405,6 +418,7 @@ func (a *app) serve(ctx context.Context, c *coreFlags, hup <-chan os.Signal) int
 			}
 		}()
 	}
+	a.serving.Store(true)
 	if a.milterAddr.Network != "" {
 		fmt.Fprintf(os.Stderr, "greymilter %s ready. In Postfix's main.cf:\n    smtpd_milters = %s\n    milter_default_action = tempfail\n", version, postfixSocket(a.milterAddr))
 	}

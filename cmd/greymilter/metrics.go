@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -41,6 +44,14 @@ func init() {
 			mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{
 				ErrorLog: log.New(slogWriter{a.log}, "metrics: ", 0), Registry: a.metrics,
 			}))
+			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+				ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+				defer cancel()
+				answer(w, a.greylist.Health(ctx))
+			})
+			mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+				answer(w, a.readiness())
+			})
 			return a.addHTTPService(ctx, "metrics", "--metrics-listen", addr, "/metrics", mux)
 		},
 	})
@@ -120,4 +131,31 @@ func (c *dnsListCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.suspended, prometheus.GaugeValue, suspended, l.Kind(), st.Zone)
 		}
 	}
+}
+
+// healthTimeout bounds the store's answer to /healthz.
+const healthTimeout = 2 * time.Second
+
+// answer writes "ok" for a nil err, else 503 and the error.
+func answer(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, err)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// readiness tells whether greymilter decides at full speed: every service
+// listens (so the lists and the configuration were loaded) and the store
+// is ready (SQLite: its in-memory index is filled).
+func (a *app) readiness() error {
+	if !a.serving.Load() {
+		return errors.New("not serving yet")
+	}
+	if !a.greylist.Ready() {
+		return errors.New("store not ready: the in-memory index is still filling")
+	}
+	return nil
 }
