@@ -270,7 +270,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: greymilter [flags]\n       greymilter stats [--db FILE] [--days N] [--hourly] [--png FILE]\n\nAn intelligent greylisting milter and policy server for Postfix and Sendmail.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: greymilter [flags]\n       greymilter stats [--db FILE] [--days N] [--hourly] [--png FILE] [--svg FILE]\n\nAn intelligent greylisting milter and policy server for Postfix and Sendmail.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	var core coreFlags

@@ -127,6 +127,9 @@ func TestStorePurge(t *testing.T) {
 			s.Touch(key(2), t0.Add(30*day))
 			// Never passed, first seen 3 days before the purge: unverified.
 			mustAttempt(t, s, key(3), t0.Add(33*day))
+			// The same, retried too early once: unverified, but retried.
+			mustAttempt(t, s, key(5), t0.Add(33*day))
+			mustAttempt(t, s, key(5), t0.Add(33*day+time.Minute))
 			// Never passed, recent: kept.
 			mustAttempt(t, s, key(4), t0.Add(36*day-time.Hour))
 
@@ -134,10 +137,10 @@ func TestStorePurge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.Triplets != 1 || st.Unverified != 1 {
-				t.Errorf("purge stats %+v, want 1 expired and 1 unverified triplet", st)
+			if st.Triplets != 1 || st.Unverified != 2 || st.NeverRetried != 1 {
+				t.Errorf("purge stats %+v, want 1 expired and 2 unverified triplets, 1 never retried", st)
 			}
-			for i, want := range map[int]bool{1: false, 2: true, 3: false, 4: true} {
+			for i, want := range map[int]bool{1: false, 2: true, 3: false, 4: true, 5: false} {
 				if _, found, _ := s.Lookup(ctx, key(i)); found != want {
 					t.Errorf("triplet %d found=%v after purge, want %v", i, found, want)
 				}
