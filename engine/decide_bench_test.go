@@ -60,7 +60,9 @@ func benchDNSBL(b *testing.B, clock dnsbl.Clock) engine.Step {
 		}
 		zones = append(zones, z)
 	}
-	return &engine.DNSBL{List: dnsbl.NewList(res, dnsbl.Any, quiet, zones...)}
+	list := dnsbl.NewList(res, dnsbl.Any, quiet, zones...)
+	list.Instrument(dnsbl.NewMetrics()) // as greymilter runs it
+	return &engine.DNSBL{List: list}
 }
 
 // quiet drops decision log lines before they are formatted; logged formats
