@@ -44,6 +44,7 @@ func BenchmarkCheck(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			r, _ := newResolver(b, Config{CacheSize: bc.cache}, dnstest.Start(b, blZones...).Addr())
 			l := NewList(r, Majority, nil, zones...)
+			l.Instrument(NewMetrics()) // as greymilter runs it
 			ctx := context.Background()
 			if !l.Check(ctx, addr).Listed {
 				b.Fatal("not listed")

@@ -32,6 +32,8 @@ type List struct {
 	policy Policy
 	allow  bool
 	log    *slog.Logger
+	// metrics are the zones' metrics, same index, when instrumented.
+	metrics []zoneMetrics
 }
 
 // zoneState is what a list learnt about one of its zones.
@@ -134,7 +136,8 @@ type zoneOutcome struct {
 	i       int
 	answers []netip.Addr // nil: not listed
 	err     error
-	done    bool // false: the lookup was cut short
+	done    bool          // false: the lookup was cut short
+	took    time.Duration // the servers' answer time; -1 for a cached answer
 }
 
 // Check looks addr up in every zone at once and applies the policy,
@@ -160,6 +163,7 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 	count := func(o zoneOutcome) {
 		o.done = true
 		outcomes[o.i] = o
+		l.observe(o)
 		switch {
 		case o.err != nil:
 		case o.answers != nil:
@@ -179,7 +183,7 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 		}
 		if a, ok := l.res.Cached(rev+"."+z.Name+".", dns.TypeA); ok {
 			answers, err := l.listing(i, a)
-			count(zoneOutcome{i: i, answers: answers, err: err})
+			count(zoneOutcome{i: i, answers: answers, err: err, took: -1})
 			continue
 		}
 		ask = append(ask, i)
@@ -190,8 +194,9 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 		ch := make(chan zoneOutcome, len(ask)) // buffered: cancelled lookups never block
 		for _, i := range ask {
 			go func() {
+				start := time.Now()
 				answers, err := l.query(ctx, i, rev)
-				ch <- zoneOutcome{i: i, answers: answers, err: err}
+				ch <- zoneOutcome{i: i, answers: answers, err: err, took: time.Since(start)}
 			}()
 		}
 		for pending := len(ask); pending > 0; {

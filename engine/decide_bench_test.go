@@ -34,7 +34,7 @@ func benchEngine(b *testing.B, db string, clock engine.Clock, logger *slog.Logge
 	}
 	b.Cleanup(func() { store.Close() })
 	g := &engine.Greylisting{
-		Greylist: &greylist.Greylist{Store: store, Rules: greylist.DefaultRules},
+		Greylist: &greylist.Greylist{Store: store, Rules: greylist.DefaultRules, Metrics: greylist.NewMetrics()},
 		Keyer:    greylist.DefaultKeyer,
 		Hostname: "mx.example.net",
 	}
@@ -60,7 +60,9 @@ func benchDNSBL(b *testing.B, clock dnsbl.Clock) engine.Step {
 		}
 		zones = append(zones, z)
 	}
-	return &engine.DNSBL{List: dnsbl.NewList(res, dnsbl.Any, quiet, zones...)}
+	list := dnsbl.NewList(res, dnsbl.Any, quiet, zones...)
+	list.Instrument(dnsbl.NewMetrics()) // as greymilter runs it
+	return &engine.DNSBL{List: list}
 }
 
 // quiet drops decision log lines before they are formatted; logged formats

@@ -2,7 +2,10 @@ package greylist
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +18,15 @@ type Greylist struct {
 	// passed for the client to skip greylisting; 0 disables it.
 	AutoWhitelist int
 	Log           *slog.Logger
+	// Metrics, if set, are told every store operation and its outcome.
+	Metrics *Metrics
+
+	// writeFailed is when the latest attempt failed (unix nanoseconds; 0
+	// once an attempt succeeded), with writeErr, so that health fails
+	// while the store cannot write. Successes only read it: they allocate
+	// nothing.
+	writeFailed atomic.Int64
+	writeErr    atomic.Pointer[error]
 }
 
 // touchGrace is how stale a record's last-seen time may get before a
@@ -36,7 +48,11 @@ const (
 
 // Known tells whether key needs no greylisting at now.
 func (g *Greylist) Known(ctx context.Context, key Key, now time.Time) (Standing, error) {
+	start := time.Now()
 	rec, found, err := g.Store.Lookup(ctx, key)
+	if g.Metrics != nil {
+		g.Metrics.lookup.Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		return Unknown, err
 	}
@@ -47,7 +63,11 @@ func (g *Greylist) Known(ctx context.Context, key Key, now time.Time) (Standing,
 	if g.AutoWhitelist <= 0 {
 		return Unknown, nil
 	}
+	start = time.Now()
 	c, found, err := g.Store.Client(ctx, key.Client)
+	if g.Metrics != nil {
+		g.Metrics.client.Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		return Unknown, err
 	}
@@ -70,9 +90,24 @@ func (g *Greylist) touch(key Key, seen, now time.Time) {
 func (g *Greylist) Attempt(ctx context.Context, key Key, now time.Time) (Result, error) {
 	rules := g.Rules
 	rules.NoClientPasses = g.AutoWhitelist <= 0
+	start := time.Now()
 	res, err := g.Store.Attempt(ctx, key, rules, now)
+	switch {
+	case err != nil && !errors.Is(err, context.Canceled):
+		failure := err // its own variable: taking err's address would move every call's err to the heap
+		g.writeErr.Store(&failure)
+		g.writeFailed.Store(time.Now().UnixNano())
+	case err == nil && g.writeFailed.Load() != 0:
+		g.writeFailed.Store(0)
+	}
+	if g.Metrics != nil {
+		g.Metrics.attempt.Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		return res, err
+	}
+	if g.Metrics != nil {
+		g.Metrics.attempted(res)
 	}
 	if res.Outcome == Passed && g.AutoWhitelist > 0 && g.Log != nil {
 		if c, found, err := g.Store.Client(ctx, key.Client); err == nil && found && c.Passes == g.AutoWhitelist {
@@ -94,6 +129,10 @@ func (g *Greylist) Maintain(ctx context.Context, every time.Duration, now func()
 		}
 		start := time.Now()
 		st, err := g.Store.Purge(ctx, g.Rules, now())
+		if g.Metrics != nil {
+			g.Metrics.purge.Observe(time.Since(start).Seconds())
+			g.Metrics.purged(st)
+		}
 		if err != nil {
 			if ctx.Err() == nil && g.Log != nil {
 				g.Log.Error("purge failed", "err", err)
@@ -101,7 +140,43 @@ func (g *Greylist) Maintain(ctx context.Context, every time.Duration, now func()
 			continue
 		}
 		if g.Log != nil {
-			g.Log.Info("purged", "triplets", st.Triplets, "unverified", st.Unverified, "clients", st.Clients, "took", time.Since(start).Round(time.Millisecond))
+			g.Log.Info("purged", "triplets", st.Triplets, "unverified", st.Unverified, "never_retried", st.NeverRetried, "clients", st.Clients, "took", time.Since(start).Round(time.Millisecond))
 		}
 	}
+}
+
+// Pinger is a store that can tell whether it answers, cheaply.
+type Pinger interface {
+	// Ping reads a little through the store's own path (for SQLite its
+	// writer, so that a stuck writer shows).
+	Ping(ctx context.Context) error
+}
+
+// Readier is a store that needs time after opening to serve at full speed.
+type Readier interface{ Ready() bool }
+
+// Ready tells whether the store serves at full speed (SQLite: its
+// in-memory index is filled).
+func (g *Greylist) Ready() bool {
+	r, ok := g.Store.(Readier)
+	return !ok || r.Ready()
+}
+
+// writeFailureMemory is how long a failed write keeps health failing when
+// no write came after it: a failure that nothing repeated is past.
+const writeFailureMemory = time.Minute
+
+// Health tells whether the store answers within ctx and whether its latest
+// write, if recent, succeeded: a store that cannot write fails every new
+// triplet.
+func (g *Greylist) Health(ctx context.Context) error {
+	if p, ok := g.Store.(Pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("greylist: store does not answer: %w", err)
+		}
+	}
+	if at := g.writeFailed.Load(); at != 0 && time.Since(time.Unix(0, at)) < writeFailureMemory {
+		return fmt.Errorf("greylist: the latest write failed: %w", *g.writeErr.Load())
+	}
+	return nil
 }

@@ -38,6 +38,8 @@ type ClientRecord struct {
 // PurgeStats says what a purge removed.
 type PurgeStats struct {
 	Triplets, Unverified, Clients int
+	// NeverRetried are the unverified triplets that had one attempt only.
+	NeverRetried int
 }
 
 // ErrClosed is returned by a store that has been closed.

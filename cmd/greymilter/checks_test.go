@@ -47,7 +47,7 @@ func buildChecks(t *testing.T, args ...string) (*app, *bytes.Buffer) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	a := &app{log: slog.New(slog.NewTextHandler(&logs, nil)), clock: engine.SystemClock{}}
+	a := newApp(slog.New(slog.NewTextHandler(&logs, nil)))
 	if err := f.build(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}

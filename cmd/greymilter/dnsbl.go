@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -109,6 +108,11 @@ func (f *dnsFlags) build(_ context.Context, a *app) error {
 	}
 	if len(lists) > 0 {
 		a.dnsLists = lists
+		m := dnsbl.NewMetrics()
+		for _, l := range lists {
+			l.Instrument(m)
+		}
+		a.metrics.MustRegister(m, newDNSListCollector(lists))
 		a.addService(selfTestService(lists, f.selfTestInterval))
 	}
 	return nil
@@ -211,58 +215,6 @@ func (a *app) resolver() (*dnsbl.Resolver, error) {
 	}
 	a.log.Info("DNS resolver", "servers", strings.Join(r.Servers(), ","), "timeout", f.timeout.String())
 	a.dnsResolver = r
+	a.metrics.MustRegister(dnsCollectors(r)...)
 	return r, nil
-}
-
-// writeDNSMetrics adds the resolver's and the DNS lists' counters to
-// /metrics; nothing when no module needed DNS.
-func writeDNSMetrics(w io.Writer, r *dnsbl.Resolver, lists []*dnsbl.List) {
-	writeListMetrics(w, lists)
-	if r == nil {
-		return
-	}
-	s := r.Stats()
-	fmt.Fprintf(w, "# HELP greymilter_dns_lookups_total DNS lookups asked of the resolver.\n# TYPE greymilter_dns_lookups_total counter\ngreymilter_dns_lookups_total %d\n", s.Lookups)
-	fmt.Fprintf(w, "# HELP greymilter_dns_cache_hits_total DNS lookups answered from the cache.\n# TYPE greymilter_dns_cache_hits_total counter\ngreymilter_dns_cache_hits_total %d\n", s.CacheHits)
-	fmt.Fprintf(w, "# HELP greymilter_dns_queries_total DNS queries sent to the upstream servers, retries included.\n# TYPE greymilter_dns_queries_total counter\ngreymilter_dns_queries_total %d\n", s.Queries)
-	fmt.Fprintf(w, "# HELP greymilter_dns_cache_entries DNS answers in the cache, and failures remembered for a moment.\n# TYPE greymilter_dns_cache_entries gauge\ngreymilter_dns_cache_entries %d\n", s.Cached)
-	fmt.Fprint(w, "# HELP greymilter_dns_upstream_up 1 while a DNS server is asked, 0 while its circuit breaker has it marked down.\n# TYPE greymilter_dns_upstream_up gauge\n")
-	for _, u := range r.Upstreams() {
-		up := 0
-		if u.Up {
-			up = 1
-		}
-		fmt.Fprintf(w, "greymilter_dns_upstream_up{server=%q} %d\n", u.Addr, up)
-	}
-}
-
-// writeListMetrics writes the per-zone counters of the DNS lists.
-func writeListMetrics(w io.Writer, lists []*dnsbl.List) {
-	if len(lists) == 0 {
-		return
-	}
-	metrics := []struct {
-		name, typ, help string
-		value           func(dnsbl.ZoneStats) int64
-	}{
-		{"greymilter_dnslist_refusals_total", "counter", "Answers of a DNS list that refused the query (127.0.0.255, 127.255.255.252-255, 127.0.0.1); the list abstained.",
-			func(s dnsbl.ZoneStats) int64 { return s.Refusals }},
-		{"greymilter_dnslist_selftest_failures_total", "counter", "RFC 5782 self-tests a DNS list failed.",
-			func(s dnsbl.ZoneStats) int64 { return s.SelfTestFailures }},
-		{"greymilter_dnslist_suspended", "gauge", "1 while an allow list is suspended for failing its self-test.",
-			func(s dnsbl.ZoneStats) int64 {
-				if s.Suspended {
-					return 1
-				}
-				return 0
-			}},
-	}
-	for _, m := range metrics {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
-		for _, l := range lists {
-			for _, st := range l.Stats() {
-				fmt.Fprintf(w, "%s{list=%q,zone=%q} %d\n", m.name, l.Kind(), st.Zone, m.value(st))
-			}
-		}
-	}
 }

@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/greymilter/greymilter/internal/listener"
@@ -18,7 +18,10 @@ import (
 // them: a cap on connections for each front end, and the milter
 // connection's timeouts (the policy server has its own idle timeout).
 func init() {
-	register(module{name: "front ends", addFlags: front.add, build: func(context.Context, *app) error { return nil }})
+	register(module{name: "front ends", addFlags: front.add, build: func(_ context.Context, a *app) error {
+		a.metrics.MustRegister(newConnCollector())
+		return nil
+	}})
 }
 
 // DefaultMaxConnections is above what a busy Postfix opens to one filter:
@@ -43,22 +46,31 @@ func (f *frontFlags) limit(a *app, ln net.Listener, name string) *listener.Limit
 	return l
 }
 
-// writeConnMetrics writes the front ends' connection counts for Prometheus.
-func writeConnMetrics(w io.Writer) {
-	if len(front.listeners) == 0 {
-		return
+// connCollector reads the front ends' connection counts at scrape time.
+type connCollector struct {
+	open, refused, acceptErrors *prometheus.Desc
+}
+
+func newConnCollector() *connCollector {
+	labels := []string{"frontend"}
+	return &connCollector{
+		open:         prometheus.NewDesc("greymilter_connections_open", "Connections open now, per front end.", labels, nil),
+		refused:      prometheus.NewDesc("greymilter_connections_refused_total", "Connections closed at once because --max-connections were open.", labels, nil),
+		acceptErrors: prometheus.NewDesc("greymilter_accept_errors_total", "Failed accepts (out of file descriptors...), retried after a pause.", labels, nil),
 	}
-	fmt.Fprint(w, "# HELP greymilter_connections_open Connections open now, per front end.\n# TYPE greymilter_connections_open gauge\n")
+}
+
+func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.open
+	ch <- c.refused
+	ch <- c.acceptErrors
+}
+
+func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, l := range front.listeners {
-		fmt.Fprintf(w, "greymilter_connections_open{frontend=%q} %d\n", l.Name(), l.Open())
-	}
-	fmt.Fprint(w, "# HELP greymilter_connections_refused_total Connections closed at once because --max-connections were open.\n# TYPE greymilter_connections_refused_total counter\n")
-	for _, l := range front.listeners {
-		fmt.Fprintf(w, "greymilter_connections_refused_total{frontend=%q} %d\n", l.Name(), l.Refused())
-	}
-	fmt.Fprint(w, "# HELP greymilter_accept_errors_total Failed accepts (out of file descriptors...), retried after a pause.\n# TYPE greymilter_accept_errors_total counter\n")
-	for _, l := range front.listeners {
-		fmt.Fprintf(w, "greymilter_accept_errors_total{frontend=%q} %d\n", l.Name(), l.AcceptErrors())
+		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(l.Open()), l.Name())
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(l.Refused()), l.Name())
+		ch <- prometheus.MustNewConstMetric(c.acceptErrors, prometheus.CounterValue, float64(l.AcceptErrors()), l.Name())
 	}
 }
 

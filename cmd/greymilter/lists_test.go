@@ -93,7 +93,7 @@ func TestListsReloadHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	a := &app{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	a := newApp(slog.New(slog.NewTextHandler(&logs, nil)))
 	if err := f.build(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}

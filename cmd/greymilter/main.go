@@ -16,9 +16,11 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/greymilter/greymilter/dnsbl"
@@ -35,6 +37,10 @@ var version = "dev"
 
 // DefaultSocket is where greymilter's milter listens unless told otherwise.
 const DefaultSocket = "inet:127.0.0.1:10029"
+
+// summaryEvery is how often the store's contents are counted for /metrics
+// at most: counting a million triplets takes a while.
+const summaryEvery = 30 * time.Second
 
 // exitUsage is the exit status for bad flags, config or list files.
 const exitUsage = 2
@@ -101,6 +107,11 @@ type app struct {
 	reloads  []func() error
 	closers  []func() error
 
+	// metrics is the registry that /metrics serves (metrics.go).
+	metrics *prometheus.Registry
+	// serving is set once every service listens.
+	serving atomic.Bool
+
 	greylist   *greylist.Greylist
 	engine     *engine.Engine
 	milterAddr sockaddr.Addr
@@ -109,6 +120,10 @@ type app struct {
 	// dnsResolver is shared by every DNS lookup; use a.resolver() (dnsbl.go).
 	dnsResolver *dnsbl.Resolver
 	dnsLists    []*dnsbl.List // for their metrics
+}
+
+func newApp(logger *slog.Logger) *app {
+	return &app{log: logger, clock: engine.SystemClock{}, metrics: prometheus.NewRegistry()}
 }
 
 // service is a long-running part: Serve blocks until Shutdown.
@@ -256,7 +271,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: greymilter [flags]\n       greymilter stats [--db FILE] [--days N] [--hourly] [--png FILE]\n\nAn intelligent greylisting milter and policy server for Postfix and Sendmail.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: greymilter [flags]\n       greymilter stats [--db FILE] [--days N] [--hourly] [--png FILE] [--svg FILE]\n\nAn intelligent greylisting milter and policy server for Postfix and Sendmail.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	var core coreFlags
@@ -322,7 +337,7 @@ var errConfig = errors.New("configuration error")
 func configError(err error) error { return fmt.Errorf("%w: %w", errConfig, err) }
 
 func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error) {
-	a := &app{log: logger, clock: engine.SystemClock{}}
+	a := newApp(logger)
 	trusted, err := c.trustedNetworks()
 	if err != nil {
 		return nil, configError(err)
@@ -340,7 +355,16 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 		return a, fmt.Errorf("--db %s: this store keeps no decision counts", c.db)
 	}
 	a.recorder = stats.NewRecorder(counter, logger)
-	a.greylist = &greylist.Greylist{Store: store, Rules: c.rules, AutoWhitelist: c.autoWhitelist, Log: logger}
+	a.greylist = &greylist.Greylist{Store: store, Rules: c.rules, AutoWhitelist: c.autoWhitelist, Log: logger, Metrics: greylist.NewMetrics()}
+	a.metrics.MustRegister(a.greylist.Metrics)
+	if sum, ok := store.(greylist.Summarizer); ok {
+		a.metrics.MustRegister(greylist.NewSummaryCollector(func(ctx context.Context) (greylist.Summary, error) {
+			return sum.Summary(ctx, c.autoWhitelist)
+		}, summaryEvery, logger))
+	}
+	if h, ok := store.(greylist.Health); ok {
+		a.metrics.MustRegister(greylist.HealthCollectors(h)...)
+	}
 	g := &engine.Greylisting{
 		Greylist: a.greylist,
 		Keyer:    greylist.Keyer{IPv4Prefix: c.ipv4Prefix, IPv6Prefix: c.ipv6Prefix, ByHost: c.byHost},
@@ -368,6 +392,7 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 	}
 	a.engine = engine.New(engine.Options{Clock: a.clock, Logger: logger, OnError: onError, DryRun: c.dryRun, Timeout: c.decisionTimeout,
 		DNSTimeout: dnsOpts.timeout, Observe: func(at time.Time, v engine.Verdict) { a.recorder.Add(at, v.Action.String(), v.Reason) }}, steps...)
+	a.metrics.MustRegister(a.engine.Metrics())
 
 	if c.socket == "none" {
 		if len(a.services) == 0 {
@@ -397,6 +422,7 @@ func (a *app) serve(ctx context.Context, c *coreFlags, hup <-chan os.Signal) int
 			}
 		}()
 	}
+	a.serving.Store(true)
 	if a.milterAddr.Network != "" {
 		fmt.Fprintf(os.Stderr, "greymilter %s ready. In Postfix's main.cf:\n    smtpd_milters = %s\n    milter_default_action = tempfail\n", version, postfixSocket(a.milterAddr))
 	}

@@ -27,9 +27,10 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	db := fs.String("db", "greymilter.db", "greymilter's database: SQLite file or postgres:// URL")
 	days := fs.Int("days", 7, "how many days back")
 	hourly := fs.Bool("hourly", false, "one row per hour instead of per day")
-	pngPath := fs.String("png", "", "also draw the report as a PNG graph into this file")
-	width := fs.Int("width", 800, "graph width in pixels")
-	height := fs.Int("height", 400, "graph height in pixels")
+	pngPath := fs.String("png", "", "also draw graphs into this PNG file: recipients per hour by action, real retry delays, share never retried")
+	svgPath := fs.String("svg", "", "the same graphs as SVG into this file")
+	width := fs.Int("width", 1200, "graph width in pixels")
+	height := fs.Int("height", 800, "graph height in pixels")
 	autoWhitelist := fs.Int("auto-whitelist-clients", 5, "passes that make a client auto-whitelisted, as greymilter runs with")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -57,11 +58,11 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	defer opened.Close()
 	store, ok := opened.(statsStore)
 	if !ok {
-		fmt.Fprintf(stderr, "greymilter stats: --db %s: this store keeps no decision counts\n", *db)
+		fmt.Fprintf(stderr, "greymilter stats: --db %s: this store keeps no decision counts or retry figures\n", *db)
 		return 1
 	}
 	if err := writeStats(context.Background(), store, stdout, statsOptions{
-		days: *days, hourly: *hourly, pngPath: *pngPath, width: *width, height: *height, autoWhitelist: *autoWhitelist, now: time.Now(),
+		days: *days, hourly: *hourly, pngPath: *pngPath, svgPath: *svgPath, width: *width, height: *height, autoWhitelist: *autoWhitelist, now: time.Now(),
 	}); err != nil {
 		fmt.Fprintf(stderr, "greymilter stats: %v\n", err)
 		return 1
@@ -73,6 +74,7 @@ type statsOptions struct {
 	days          int
 	hourly        bool
 	pngPath       string
+	svgPath       string
 	width, height int
 	autoWhitelist int
 	now           time.Time
@@ -82,6 +84,7 @@ type statsOptions struct {
 type statsStore interface {
 	greylist.Counter
 	greylist.Summarizer
+	greylist.RetryReporter
 }
 
 func writeStats(ctx context.Context, store statsStore, w io.Writer, o statsOptions) error {
@@ -105,14 +108,46 @@ func writeStats(ctx context.Context, store statsStore, w io.Writer, o statsOptio
 	}
 	fmt.Fprintf(w, "\nstore: %d triplets (%d passed, %d waiting or never retried), %d clients (%d auto-whitelisted)\n",
 		sum.Triplets, sum.Passed, sum.Triplets-sum.Passed, sum.Clients, sum.AutoWhitelisted)
-	if o.pngPath == "" {
-		return nil
-	}
-	f, err := os.Create(o.pngPath)
+	now := o.now.UTC()
+	retries, err := store.Retries(ctx, from, now.Add(-cohortFrom), now.Add(-cohortTo), greylist.DelayBounds)
 	if err != nil {
 		return err
 	}
-	if err := report.WritePNG(f, o.width, o.height); err != nil {
+	if err := stats.WriteRetries(w, retries); err != nil {
+		return err
+	}
+	for _, g := range []struct {
+		path   string
+		format stats.Format
+	}{{o.pngPath, stats.PNG}, {o.svgPath, stats.SVG}} {
+		if g.path == "" {
+			continue
+		}
+		// Hour by hour up to the current one: the hours to come would
+		// draw as a fall to zero.
+		hourly := stats.Build(counts, from, now.Truncate(time.Hour).Add(time.Hour), time.Hour)
+		if err := writeGraph(g.path, g.format, o.width, o.height, hourly, retries); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The never-retried share is that of the triplets first greylisted between
+// cohortFrom and cohortTo ago: real senders have come back by then, and
+// greymilter still holds those that did not (it purges them after
+// --purge-unverified, 48 hours by default).
+const (
+	cohortFrom = 36 * time.Hour
+	cohortTo   = 12 * time.Hour
+)
+
+func writeGraph(path string, format stats.Format, width, height int, hourly stats.Report, retries stats.Retries) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := stats.WriteGraph(f, format, width, height, hourly, retries); err != nil {
 		f.Close()
 		return err
 	}

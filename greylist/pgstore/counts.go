@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/greymilter/greymilter/greylist"
 )
 
@@ -75,4 +77,43 @@ func (s *Store) Summary(ctx context.Context, autoWhitelist int) (greylist.Summar
 	}
 	s.result(nil)
 	return sum, nil
+}
+
+// Retries implements greylist.RetryReporter: the real delays of the
+// triplets that passed since passedSince, in the classes of bounds, and of
+// those first greylisted in [from, to) how many were never retried.
+func (s *Store) Retries(ctx context.Context, passedSince, from, to time.Time, bounds []time.Duration) (greylist.Retries, error) {
+	r := greylist.NewRetries(bounds, from, to)
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT passed_at - first_seen FROM triplets WHERE passed_at >= $1`, max(ms(passedSince), 1))
+	if err != nil {
+		return r, fmt.Errorf("pgstore: retries: %w", s.result(err))
+	}
+	delays, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return r, fmt.Errorf("pgstore: retries: %w", s.result(err))
+	}
+	for _, d := range delays {
+		r.Add(time.Duration(d) * time.Millisecond)
+	}
+	err = s.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE passed_at = 0 AND attempts = 1)
+		FROM triplets WHERE first_seen >= $1 AND first_seen < $2`, ms(from), ms(to)).Scan(&r.Greylisted, &r.NeverRetried)
+	if err != nil {
+		return r, fmt.Errorf("pgstore: retries: %w", s.result(err))
+	}
+	s.result(nil)
+	return r, nil
+}
+
+// Ping implements greylist.Pinger: one round trip to the server within
+// the store's operation bound.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if _, err := s.pool.Exec(ctx, `SELECT 1`); err != nil {
+		return fmt.Errorf("pgstore: ping: %w", s.result(err))
+	}
+	s.result(nil)
+	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/greymilter/greymilter/greylist"
 )
 
@@ -58,41 +60,68 @@ func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) 
 		conn.Release()
 	}()
 
+	// A step deletes one batch per statement and returns how many rows
+	// went, and how many of them had been tried once only.
 	type step struct {
-		count *int
-		query string
-		arg   int64
+		count, once *int
+		query       string
+		arg         int64
 	}
 	var steps []step
 	if rules.MaxAge > 0 {
 		old := ms(now.Add(-rules.MaxAge))
 		steps = append(steps,
-			step{&st.Triplets, `DELETE FROM triplets WHERE ctid = ANY(ARRAY(
+			step{&st.Triplets, nil, `DELETE FROM triplets WHERE ctid = ANY(ARRAY(
 				SELECT ctid FROM triplets WHERE last_seen < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`, old},
-			step{&st.Clients, `DELETE FROM clients WHERE ctid = ANY(ARRAY(
+			step{&st.Clients, nil, `DELETE FROM clients WHERE ctid = ANY(ARRAY(
 				SELECT ctid FROM clients WHERE last_seen < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`, old})
 	}
 	if rules.PurgeUnverified > 0 {
-		steps = append(steps, step{&st.Unverified, `DELETE FROM triplets WHERE ctid = ANY(ARRAY(
-			SELECT ctid FROM triplets WHERE passed_at = 0 AND first_seen < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`,
+		steps = append(steps, step{&st.Unverified, &st.NeverRetried, `DELETE FROM triplets WHERE ctid = ANY(ARRAY(
+			SELECT ctid FROM triplets WHERE passed_at = 0 AND first_seen < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))
+			RETURNING attempts`,
 			ms(now.Add(-rules.PurgeUnverified))})
 	}
-	steps = append(steps, step{new(int), `DELETE FROM decision_counts WHERE ctid = ANY(ARRAY(
+	steps = append(steps, step{new(int), nil, `DELETE FROM decision_counts WHERE ctid = ANY(ARRAY(
 		SELECT ctid FROM decision_counts WHERE hour < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`,
 		now.Add(-greylist.CountsMaxAge).Unix() / 3600})
 	for _, step := range steps {
 		for {
 			bctx, cancel := context.WithTimeout(ctx, purgeTimeout)
-			tag, err := conn.Exec(bctx, step.query, step.arg, purgeBatch)
+			n, err := purgeOne(bctx, conn.Conn(), step.query, step.arg, step.once)
 			cancel()
 			if err != nil {
 				return st, fmt.Errorf("pgstore: purge: %w", s.result(err))
 			}
-			*step.count += int(tag.RowsAffected())
-			if tag.RowsAffected() < purgeBatch {
+			*step.count += n
+			if n < purgeBatch {
 				break
 			}
 		}
 	}
 	return st, nil
+}
+
+// purgeOne runs one batch of a purge step and returns the rows deleted;
+// when once is given, the query returns each row's attempts and once
+// grows by the rows tried only once.
+func purgeOne(ctx context.Context, conn *pgx.Conn, query string, arg int64, once *int) (int, error) {
+	if once == nil {
+		tag, err := conn.Exec(ctx, query, arg, purgeBatch)
+		return int(tag.RowsAffected()), err
+	}
+	rows, err := conn.Query(ctx, query, arg, purgeBatch)
+	if err != nil {
+		return 0, err
+	}
+	attempts, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return 0, err
+	}
+	for _, a := range attempts {
+		if a == 1 {
+			*once++
+		}
+	}
+	return len(attempts), nil
 }

@@ -70,3 +70,54 @@ func (s *Store) Summary(ctx context.Context, autoWhitelist int) (greylist.Summar
 	}
 	return sum, nil
 }
+
+// Retries implements greylist.RetryReporter, reading from the triplets how greylisted triplets came back: the
+// real delays of those that passed since passedSince, in the classes of
+// bounds, and, of those first greylisted in [from, to), how many were never
+// retried (one attempt, no pass).
+func (s *Store) Retries(ctx context.Context, passedSince, from, to time.Time, bounds []time.Duration) (greylist.Retries, error) {
+	r := greylist.NewRetries(bounds, from, to)
+	err := s.read(ctx, func(q querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT passed_at - first_seen FROM triplets WHERE passed_at >= ?`, max(ms(passedSince), 1))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var delayMS int64
+			if err := rows.Scan(&delayMS); err != nil {
+				return err
+			}
+			r.Add(time.Duration(delayMS) * time.Millisecond)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return q.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(passed_at = 0 AND attempts = 1), 0)
+			FROM triplets WHERE first_seen >= ? AND first_seen < ?`, ms(from), ms(to)).Scan(&r.Greylisted, &r.NeverRetried)
+	})
+	if err != nil {
+		return r, fmt.Errorf("greylist: retries: %w", err)
+	}
+	return r, nil
+}
+
+// Ping implements greylist.Pinger with a read through the writer, which answers
+// between its batches only: a stuck writer fails it. It returns when ctx
+// ends even if the read has not finished.
+func (s *Store) Ping(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		done <- s.do(ctx, func(c *sql.Conn) error {
+			var one int
+			err := c.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM triplets LIMIT 1)`).Scan(&one)
+			return err
+		})
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

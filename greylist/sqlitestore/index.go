@@ -244,5 +244,6 @@ func (ix *index) fill(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Ready tells whether the in-memory index is complete (for tests and benchmarks).
+// Ready implements greylist.Readier: whether the in-memory index is
+// complete; until it is, decisions of keys it lacks read the database.
 func (s *Store) Ready() bool { return s.ix.ready.Load() }

@@ -26,6 +26,9 @@ func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) 
 		what  string // "triplets", "clients" or "" for rows the index does not hold
 		query string
 		arg   int64
+		// once, if set, counts the deleted triplets of one attempt, which
+		// the query returns as a fourth column.
+		once *int
 	}
 	limit := fmt.Sprint(purgeBatch)
 	var steps []purgeStep
@@ -33,23 +36,23 @@ func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) 
 		steps = append(steps,
 			purgeStep{&st.Triplets, "triplets", `DELETE FROM triplets WHERE (client, sender, recipient) IN
 				(SELECT client, sender, recipient FROM triplets WHERE last_seen < ? LIMIT ` + limit + `)
-				RETURNING client, sender, recipient`, old},
+				RETURNING client, sender, recipient`, old, nil},
 			purgeStep{&st.Clients, "clients", `DELETE FROM clients WHERE client IN
-				(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `) RETURNING client`, old})
+				(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `) RETURNING client`, old, nil})
 	}
-	steps = append(steps, purgeStep{new(int), "", `DELETE FROM decision_counts WHERE hour < ?`, now.Add(-greylist.CountsMaxAge).Unix() / 3600})
+	steps = append(steps, purgeStep{new(int), "", `DELETE FROM decision_counts WHERE hour < ?`, now.Add(-greylist.CountsMaxAge).Unix() / 3600, nil})
 	if rules.PurgeUnverified > 0 {
 		steps = append(steps, purgeStep{&st.Unverified, "triplets", `DELETE FROM triplets WHERE (client, sender, recipient) IN
 			(SELECT client, sender, recipient FROM triplets WHERE passed_at = 0 AND first_seen < ? LIMIT ` + limit + `)
-			RETURNING client, sender, recipient`,
-			ms(now.Add(-rules.PurgeUnverified))})
+			RETURNING client, sender, recipient, attempts = 1`,
+			ms(now.Add(-rules.PurgeUnverified)), &st.NeverRetried})
 	}
 	for _, step := range steps {
 		for {
 			var n int
 			err := s.do(ctx, func(c *sql.Conn) error {
 				var err error
-				n, err = s.purgeBatch(c, step.what, step.query, step.arg)
+				n, err = s.purgeBatch(c, step.what, step.query, step.arg, step.once)
 				if err != nil {
 					return fmt.Errorf("greylist: purge: %w", err)
 				}
@@ -68,8 +71,9 @@ func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) 
 }
 
 // purgeBatch runs one purge query in the writer and stages the index
-// deletions of what it returned.
-func (s *Store) purgeBatch(c *sql.Conn, what, query string, arg int64) (int, error) {
+// deletions of what it returned; once, if set, counts the triplets whose
+// fourth column is true.
+func (s *Store) purgeBatch(c *sql.Conn, what, query string, arg int64, once *int) (int, error) {
 	if what == "" {
 		res, err := c.ExecContext(context.Background(), query, arg)
 		if err != nil {
@@ -92,10 +96,18 @@ func (s *Store) purgeBatch(c *sql.Conn, what, query string, arg int64) (int, err
 			}
 			s.stage(change{client: k.Client, deleted: true})
 		} else {
-			if err := rows.Scan(&k.Client, &k.Sender, &k.Recipient); err != nil {
+			var one bool
+			dest := []any{&k.Client, &k.Sender, &k.Recipient}
+			if once != nil {
+				dest = append(dest, &one)
+			}
+			if err := rows.Scan(dest...); err != nil {
 				return n, err
 			}
 			s.stage(change{h: s.ix.hash(k), deleted: true})
+			if one {
+				*once++
+			}
 		}
 		n++
 	}

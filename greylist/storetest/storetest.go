@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 		{"Purge", testPurge},
 		{"PurgeManyInBatches", testPurgeMany},
 		{"CountsAndSummary", testCountsAndSummary},
+		{"RetriesAndPing", testRetriesAndPing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -318,6 +319,9 @@ func testPurge(t *testing.T, s greylist.Store) {
 	s.Touch(Key(2), T0.Add(30*day))
 	// Never passed, first seen 3 days before the purge: unverified.
 	Attempt(t, s, Key(3), T0.Add(33*day))
+	// The same, retried too early once: unverified, but retried.
+	Attempt(t, s, Key(5), T0.Add(33*day))
+	Attempt(t, s, Key(5), T0.Add(33*day+time.Minute))
 	// Never passed, recent: kept.
 	Attempt(t, s, Key(4), T0.Add(36*day-time.Hour))
 
@@ -325,10 +329,10 @@ func testPurge(t *testing.T, s greylist.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Triplets != 1 || st.Unverified != 1 || st.Clients != 1 {
-		t.Errorf("purge stats %+v, want 1 expired and 1 unverified triplet, 1 client", st)
+	if st.Triplets != 1 || st.Unverified != 2 || st.NeverRetried != 1 || st.Clients != 1 {
+		t.Errorf("purge stats %+v, want 1 expired and 2 unverified triplets (1 never retried), 1 client", st)
 	}
-	for i, want := range map[int]bool{1: false, 2: true, 3: false, 4: true} {
+	for i, want := range map[int]bool{1: false, 2: true, 3: false, 4: true, 5: false} {
 		if _, found, _ := s.Lookup(ctx, Key(i)); found != want {
 			t.Errorf("triplet %d found=%v after purge, want %v", i, found, want)
 		}
@@ -407,5 +411,39 @@ func testCountsAndSummary(t *testing.T, s greylist.Store) {
 	}
 	if sum != (greylist.Summary{Triplets: 2, Passed: 1, Clients: 1, AutoWhitelisted: 1}) {
 		t.Errorf("summary %+v", sum)
+	}
+}
+
+// testRetriesAndPing: the real delays of passed triplets and the
+// never-retried count come from the stored triplets; a healthy store
+// answers a ping.
+func testRetriesAndPing(t *testing.T, s greylist.Store) {
+	reporter, ok := s.(greylist.RetryReporter)
+	if !ok {
+		t.Fatal("the store reports no retries (greylist.RetryReporter)")
+	}
+	pinger, ok := s.(greylist.Pinger)
+	if !ok {
+		t.Fatal("the store cannot be pinged (greylist.Pinger)")
+	}
+	ctx := context.Background()
+	Attempt(t, s, Key(1), T0) // passes after 6 minutes
+	Attempt(t, s, Key(1), T0.Add(6*time.Minute))
+	Attempt(t, s, Key(2), T0) // passes after 2 hours
+	Attempt(t, s, Key(2), T0.Add(2*time.Hour))
+	Attempt(t, s, Key(3), T0) // retried too early, never passed
+	Attempt(t, s, Key(3), T0.Add(time.Minute))
+	Attempt(t, s, Key(4), T0)                // never retried
+	Attempt(t, s, Key(5), T0.Add(time.Hour)) // outside the cohort
+	bounds := []time.Duration{10 * time.Minute, time.Hour}
+	r, err := reporter.Retries(ctx, T0, T0, T0.Add(time.Minute), bounds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(r.Passed) != "[1 0 1]" || r.Greylisted != 4 || r.NeverRetried != 1 {
+		t.Errorf("retries: passed by class %v, greylisted %d, never retried %d; want [1 0 1], 4, 1", r.Passed, r.Greylisted, r.NeverRetried)
+	}
+	if err := pinger.Ping(ctx); err != nil {
+		t.Errorf("ping of a healthy store: %v", err)
 	}
 }

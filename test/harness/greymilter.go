@@ -337,6 +337,21 @@ func (g *GreymilterProcess) Exited() (bool, error) {
 	}
 }
 
+// MetricsURL returns the base URL of greymilter's metrics server
+// ("http://127.0.0.1:PORT"), as its log says: start it with
+// --metrics-listen 127.0.0.1:0.
+func (g *GreymilterProcess) MetricsURL() string {
+	g.t.Helper()
+	for _, line := range strings.Split(g.Log(), "\n") {
+		if _, rest, found := strings.Cut(line, `service="metrics http://`); found && strings.Contains(line, "msg=listening") {
+			addr, _, _ := strings.Cut(rest, "/")
+			return "http://" + addr
+		}
+	}
+	g.t.Fatalf("harness: greymilter logs no metrics server\n%s", g.Log())
+	return ""
+}
+
 func (g *GreymilterProcess) running() bool {
 	select {
 	case <-g.done:
