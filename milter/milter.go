@@ -140,7 +140,7 @@ func (s *session) Connect(host string, family string, port uint16, addr net.IP, 
 		if !s.addr.IsValid() {
 			// Still nothing: greylist it as "::" rather than wave it
 			// through.
-			s.srv.log.Warn("milter: network client without a usable address; judged as ::", "address", addr.String(), "name", host)
+			s.srv.log.Warn("network client without a usable address; judged as ::", "address", addr.String(), "name", host)
 			s.addr = netip.IPv6Unspecified()
 		}
 	}

@@ -83,7 +83,7 @@ func (c *conn) serve() {
 		c.nc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		if _, err := c.nc.Write(c.out); err != nil {
 			if c.ctx.Err() == nil { // not the hard stop closing the socket
-				c.srv.log.Warn("policy: write failed, the answer is lost", "remote", c.remote(), "err", err)
+				c.srv.log.Warn("write failed, the answer is lost", "remote", c.remote(), "err", err)
 			}
 			return
 		}
@@ -147,9 +147,9 @@ func (c *conn) logIdleError(err error, kicked bool) {
 		// The client closed between requests (the normal end), or
 		// Shutdown woke us, or the hard stop closed the socket.
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.srv.log.Debug("policy: idle timeout, closing", "remote", c.remote())
+		c.srv.log.Debug("idle timeout, closing", "remote", c.remote())
 	default:
-		c.srv.log.Debug("policy: read failed, closing", "remote", c.remote(), "err", err)
+		c.srv.log.Debug("read failed, closing", "remote", c.remote(), "err", err)
 	}
 }
 
@@ -160,11 +160,11 @@ func (c *conn) logReadError(err error) {
 	case errors.Is(err, io.EOF), c.ctx.Err() != nil:
 		// Only blank lines before the client closed; or the hard stop.
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		log.Warn("policy: request incomplete after the idle timeout, closing", "remote", c.remote(), "timeout", c.srv.cfg.IdleTimeout)
+		log.Warn("request incomplete after the idle timeout, closing", "remote", c.remote(), "timeout", c.srv.cfg.IdleTimeout)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		log.Warn("policy: client closed inside a request", "remote", c.remote())
+		log.Warn("client closed inside a request", "remote", c.remote())
 	default:
-		log.Warn("policy: bad request, closing", "remote", c.remote(), "err", err)
+		log.Warn("bad request, closing", "remote", c.remote(), "err", err)
 	}
 }
 
@@ -184,7 +184,7 @@ func (c *conn) answer(dst []byte) []byte {
 	// A request without a type is taken as an access policy request: a
 	// hand-written Exim request may forget it.
 	if r.Type != "" && r.Type != "smtpd_access_policy" {
-		c.srv.log.Warn("policy: unknown request type, answering DUNNO", "remote", c.remote(), "request", r.Type)
+		c.srv.log.Warn("unknown request type, answering DUNNO", "remote", c.remote(), "request", r.Type)
 		return appendReply(dst, &passVerdict, nil)
 	}
 	switch r.ProtocolState {
@@ -200,7 +200,7 @@ func (c *conn) answer(dst []byte) []byte {
 	}
 	req, missing := c.engineRequest()
 	if missing != "" {
-		c.srv.log.Warn("policy: request lacks "+missing+", answering DUNNO",
+		c.srv.log.Warn("request lacks "+missing+", answering DUNNO",
 			"remote", c.remote(), "client_address", r.ClientAddress, "recipient", r.Recipient, "instance", r.Instance)
 		return appendReply(dst, &passVerdict, nil)
 	}
