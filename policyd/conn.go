@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/internal/loglevel"
 )
 
 // conn is one client connection; its requests are answered in order, one
@@ -79,6 +81,9 @@ func (c *conn) serve() {
 			return
 		}
 		c.out = c.answer(c.out[:0])
+		if c.srv.log.Enabled(c.ctx, loglevel.Trace) {
+			c.traceExchange()
+		}
 		// A peer that stops reading cannot hold the connection either.
 		c.nc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		if _, err := c.nc.Write(c.out); err != nil {
@@ -92,6 +97,15 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// traceExchange logs a request and its answer (-vvv).
+func (c *conn) traceExchange() {
+	r := &c.req
+	c.srv.log.Log(c.ctx, loglevel.Trace, "policy exchange", "remote", c.remote(), "request", r.Type, "protocol_state", r.ProtocolState,
+		"client_address", r.ClientAddress, "client_name", r.ClientName, "helo_name", r.HeloName, "sender", r.Sender,
+		"recipient", r.Recipient, "sasl_username", r.SASLUsername, "instance", r.Instance, "queue_id", r.QueueID,
+		"answer", strings.TrimSpace(string(c.out)))
 }
 
 // lingeringClose ends the connection with a FIN and waits briefly for the

@@ -3,13 +3,14 @@ package main
 import (
 	"io"
 	"log/slog"
+
+	"github.com/greymilter/greymilter/internal/loglevel"
 )
 
-// Log levels beyond slog's: notice is what greymilter says without -v
-// (start, listening, reload, shutdown); trace (-vvv) is the most detailed.
+// The levels beyond slog's (internal/loglevel).
 const (
-	levelNotice = slog.LevelInfo + 2
-	levelTrace  = slog.LevelDebug - 4
+	levelNotice = loglevel.Notice
+	levelTrace  = loglevel.Trace
 )
 
 // verbosityLevel maps the count of -v to the lowest level logged:

@@ -49,11 +49,11 @@ func scrape(t *testing.T, url, name string) float64 {
 
 var greylistWait = regexp.MustCompile(`^451 4\.7\.1 Greylisted, please try again in (\d+) seconds$`)
 
-// TestT70ReloadConfigFile: SIGHUP reads the config file again. A changed
+// TestT72ReloadConfigFile: SIGHUP reads the config file again. A changed
 // delay applies to the next new triplet at once; an option that cannot
 // change at runtime is named as needing a restart; a broken file keeps the
 // configuration in force, and the metrics say the last reload failed.
-func TestT70ReloadConfigFile(t *testing.T) {
+func TestT72ReloadConfigFile(t *testing.T) {
 	t.Parallel()
 	conf := filepath.Join(t.TempDir(), "greymilter.conf")
 	write := func(text string) {
@@ -69,7 +69,7 @@ func TestT70ReloadConfigFile(t *testing.T) {
 	url := metricsURL(t, gm)
 	wait := func(rcpt string) int {
 		t.Helper()
-		res := harness.Send(t, pf.Addr, harness.Envelope{ClientAddr: "192.0.2.70", ClientName: "mail.sender.example", Helo: "mail.sender.example",
+		res := harness.Send(t, pf.Addr, harness.Envelope{ClientAddr: "192.0.2.172", ClientName: "mail.sender.example", Helo: "mail.sender.example",
 			From: "alice@sender.example", To: []string{rcpt + "@" + harness.Domain}})
 		if len(res.Rcpt) != 1 {
 			t.Fatalf("%+v", res)
@@ -91,7 +91,7 @@ func TestT70ReloadConfigFile(t *testing.T) {
 		return n
 	}
 
-	if w := wait("t70-a"); w < 3500 || w > 3600 {
+	if w := wait("t72-a"); w < 3500 || w > 3600 {
 		t.Fatalf("before the reload: wait %d, want the configured hour", w)
 	}
 	if ok := scrape(t, url, "greymilter_config_last_reload_success"); ok != 1 {
@@ -105,7 +105,7 @@ func TestT70ReloadConfigFile(t *testing.T) {
 	hup := time.Now()
 	gm.Signal(syscall.SIGHUP)
 	gm.WaitRecord(func(r harness.LogRecord) bool { return r["msg"] == "configuration reloaded" })
-	if w := wait("t70-b"); w < 100 || w > 120 {
+	if w := wait("t72-b"); w < 100 || w > 120 {
 		t.Errorf("a new triplet after the reload: wait %d, want the new 2 minutes", w)
 	}
 	rec := gm.WaitRecord(func(r harness.LogRecord) bool {
@@ -131,7 +131,7 @@ func TestT70ReloadConfigFile(t *testing.T) {
 	if ok := scrape(t, url, "greymilter_config_last_reload_success"); ok != 0 {
 		t.Errorf("after a broken reload: greymilter_config_last_reload_success %v, want 0", ok)
 	}
-	if w := wait("t70-c"); w < 100 || w > 120 {
+	if w := wait("t72-c"); w < 100 || w > 120 {
 		t.Errorf("after a broken reload: wait %d, want the 2 minutes still in force (not the broken file's 10)", w)
 	}
 }

@@ -26,15 +26,17 @@ func loggingRun(t *testing.T, rcpt string, args ...string) *harness.GreymilterPr
 	return gm
 }
 
-// TestT71Verbosity: without -v greymilter says only what happens to it
+// TestT73Verbosity: without -v greymilter says only what happens to it
 // (listening); -v adds one line per decision; -vv each step's result and
-// the DNS lists' answers, every line marked with its component.
-func TestT71Verbosity(t *testing.T) {
+// the DNS lists' answers; -vvv the protocol exchanges; every line is
+// marked with its component.
+func TestT73Verbosity(t *testing.T) {
 	t.Parallel()
-	quiet := loggingRun(t, "t71-quiet", "--verbose=0")
-	vv := loggingRun(t, "t71-vv", "-vv")
+	quiet := loggingRun(t, "t73-quiet", "--verbose=0")
+	vv := loggingRun(t, "t73-vv", "-vv")
+	vvv := loggingRun(t, "t73-vvv", "-vvv")
 
-	rec := vv.WaitRecord(harness.DecisionFor("t71-vv@" + harness.Domain))
+	rec := vv.WaitRecord(harness.DecisionFor("t73-vv@" + harness.Domain))
 	if rec["component"] != "engine" || rec["level"] != "INFO" || rec["action"] != "greylist" {
 		t.Errorf("decision line %v, want component=engine level=INFO action=greylist", rec)
 	}
@@ -55,6 +57,17 @@ func TestT71Verbosity(t *testing.T) {
 		}
 	}
 
+	// -vvv: the protocol exchange, which -vv leaves out.
+	ex := vvv.WaitRecord(func(r harness.LogRecord) bool { return r["msg"] == "milter exchange" })
+	if ex["level"] != "TRACE" || ex["component"] != "milter" || ex["recipient"] != "t73-vvv@"+harness.Domain || ex["answer"] != "greylist" {
+		t.Errorf("milter exchange line %v, want level=TRACE component=milter answer=greylist for t73-vvv", ex)
+	}
+	for _, r := range vv.Records() {
+		if r["level"] == "TRACE" {
+			t.Errorf("a trace line at -vv: %v", r)
+		}
+	}
+
 	var listening, decisions int
 	for _, r := range quiet.Records() {
 		switch r["msg"] {
@@ -69,14 +82,14 @@ func TestT71Verbosity(t *testing.T) {
 	}
 }
 
-// TestT71JSONLogs: with --log-format json every line is a JSON object, and
+// TestT73JSONLogs: with --log-format json every line is a JSON object, and
 // a decision's line has the same keys as in text.
-func TestT71JSONLogs(t *testing.T) {
+func TestT73JSONLogs(t *testing.T) {
 	t.Parallel()
-	text := loggingRun(t, "t71-text")
-	js := loggingRun(t, "t71-json", "--log-format", "json")
-	textRec := text.WaitRecord(harness.DecisionFor("t71-text@" + harness.Domain))
-	js.WaitRecord(harness.DecisionFor("t71-json@" + harness.Domain))
+	text := loggingRun(t, "t73-text")
+	js := loggingRun(t, "t73-json", "--log-format", "json")
+	textRec := text.WaitRecord(harness.DecisionFor("t73-text@" + harness.Domain))
+	js.WaitRecord(harness.DecisionFor("t73-json@" + harness.Domain))
 
 	var decision map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(js.Log()), "\n") {
