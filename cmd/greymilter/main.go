@@ -235,7 +235,7 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.StringVarP(&c.socket, "socket", "s", DefaultSocket, "milter socket: inet:HOST:PORT, inet6:[ADDR]:PORT, unix:PATH (also inet:PORT@HOST, local:PATH); none for a policy server only")
 	c.socketMode = 0o660
 	fs.Var(&c.socketMode, "socket-mode", "permissions of a unix socket, so that the MTA's user can connect")
-	fs.CountVarP(&c.verbose, "verbose", "v", "log more: -v one line per decision, -vv each step's result and the DNS lists' answers, -vvv trace (in the config file: verbose = N)")
+	fs.CountVarP(&c.verbose, "verbose", "v", "log more: -v one line per decision, -vv each step's result and the DNS lists' answers, -vvv each milter and policy exchange (in the config file: verbose = N)")
 	fs.Var(newChoice(&c.logFormat, "text", "text", "json"), "log-format", "log line format")
 	fs.Var(newChoice(&c.logTarget, "stderr", "stderr", "syslog"), "log-target", "where logs go (syslog: the mail facility)")
 	fs.StringVar(&c.db, "db", "greymilter.db", "SQLite database file, :memory:, or a postgres:// URL of a database shared by several MX hosts")
