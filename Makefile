@@ -7,7 +7,20 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZ_TARGETS ?= ./lists:FuzzParse ./policyd:FuzzReader
 FUZZTIME ?= 10s
 
-.PHONY: all build run test e2e fuzz bench lint clean
+# make install PREFIX=/usr/local DESTDIR=/tmp/stage: binary, man page,
+# systemd unit and example configuration.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+# The Debian package: a version dpkg accepts (it must start with a digit)
+# from the last tag, or 0.0 before the first, and the commit.
+DEB_VERSION ?= $(shell v=$$(git describe --tags --abbrev=0 2>/dev/null | sed 's/^v//'); echo "$${v:-0.0}+git$$(git rev-list --count HEAD 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+DEB_ARCH ?= $(shell $(GO) env GOARCH)
+DEB_DIR ?= .
+NFPM    ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+
+.PHONY: all build run test e2e fuzz bench lint clean generate install deb
 
 all: build
 
@@ -45,5 +58,29 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
 
+# Rewrites the files generated from the flag definitions: the example
+# configuration and the man page (a test fails when they are out of date).
+generate:
+	$(GO) generate ./cmd/greymilter
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(SYSCONFDIR)/greymilter $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN)/greymilter $(DESTDIR)$(PREFIX)/bin/greymilter
+	install -m 0644 contrib/greymilter.8 $(DESTDIR)$(PREFIX)/share/man/man8/greymilter.8
+	sed 's|/usr/bin/greymilter|$(PREFIX)/bin/greymilter|g; s|/etc/greymilter/|$(SYSCONFDIR)/greymilter/|g' contrib/greymilter.service >$(DESTDIR)$(UNITDIR)/greymilter.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/greymilter.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/greymilter/greymilter.conf ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/greymilter/greymilter.conf"; \
+	else \
+		install -m 0644 contrib/greymilter.conf $(DESTDIR)$(SYSCONFDIR)/greymilter/greymilter.conf; \
+	fi
+
+# greymilter_VERSION_ARCH.deb in DEB_DIR (default: here), built with nfpm (see
+# nfpm.yaml); install it with apt install ./greymilter_*.deb.
+deb: build
+	mkdir -p build
+	gzip -9n <contrib/greymilter.8 >build/greymilter.8.gz
+	GREYMILTER_VERSION='$(DEB_VERSION)' GREYMILTER_ARCH='$(DEB_ARCH)' $(NFPM) package --config nfpm.yaml --packager deb --target $(DEB_DIR)
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build greymilter_*.deb

@@ -45,7 +45,7 @@ func LoadPatterns(withDefault bool, files ...string) (*Patterns, error) {
 	for _, file := range files {
 		f, err := os.Open(file)
 		if err != nil {
-			return nil, fmt.Errorf("checks: %w", err)
+			return nil, fmt.Errorf("dynamic patterns: %w", err)
 		}
 		q, err := ParsePatterns(f, file)
 		f.Close()
@@ -58,7 +58,7 @@ func LoadPatterns(withDefault bool, files ...string) (*Patterns, error) {
 }
 
 // ParsePatterns reads patterns from r; file names r in errors, which say
-// "file:line".
+// "file:line: ...".
 func ParsePatterns(r io.Reader, file string) (*Patterns, error) {
 	p := newPatterns()
 	sc := bufio.NewScanner(r)
@@ -69,7 +69,7 @@ func ParsePatterns(r io.Reader, file string) (*Patterns, error) {
 			continue
 		}
 		if len(fields) != 2 {
-			return nil, fmt.Errorf("checks: %s:%d: want \"dynamic PATTERN\" or \"static PATTERN\"", file, line)
+			return nil, fmt.Errorf("%s:%d: want \"dynamic PATTERN\" or \"static PATTERN\"", file, line)
 		}
 		var words map[string]bool
 		var res *[]*regexp.Regexp
@@ -79,29 +79,29 @@ func ParsePatterns(r io.Reader, file string) (*Patterns, error) {
 		case "static":
 			words, res = p.staticWords, &p.staticRes
 		default:
-			return nil, fmt.Errorf("checks: %s:%d: unknown kind %q: want dynamic or static", file, line, fields[0])
+			return nil, fmt.Errorf("%s:%d: unknown kind %q: want dynamic or static", file, line, fields[0])
 		}
 		pat := fields[1]
 		if expr, ok := strings.CutPrefix(pat, "/"); ok {
 			expr, ok = strings.CutSuffix(expr, "/")
 			if !ok || expr == "" {
-				return nil, fmt.Errorf("checks: %s:%d: regexp %q: want /REGEXP/", file, line, pat)
+				return nil, fmt.Errorf("%s:%d: regexp %q: want /REGEXP/", file, line, pat)
 			}
 			re, err := regexp.Compile("(?i)" + expr)
 			if err != nil {
-				return nil, fmt.Errorf("checks: %s:%d: %w", file, line, err)
+				return nil, fmt.Errorf("%s:%d: %w", file, line, err)
 			}
 			*res = append(*res, re)
 			continue
 		}
 		word := strings.ToLower(pat)
 		if ws := splitWords(word); len(ws) != 1 || ws[0] != word {
-			return nil, fmt.Errorf("checks: %s:%d: word %q would never match: names are cut into words of letters or of digits; use a /regexp/", file, line, pat)
+			return nil, fmt.Errorf("%s:%d: word %q would never match: names are cut into words of letters or of digits; use a /regexp/", file, line, pat)
 		}
 		words[word] = true
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("checks: %s: %w", file, err)
+		return nil, fmt.Errorf("%s: dynamic patterns: %w", file, err)
 	}
 	return p, nil
 }

@@ -228,7 +228,30 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 			res.Clean = append(res.Clean, z.Name)
 		}
 	}
+	if l.log.Enabled(ctx, slog.LevelDebug) {
+		l.logAnswers(ctx, addr, &res)
+	}
 	return res
+}
+
+// logAnswers writes what every zone answered about addr (-vv).
+func (l *List) logAnswers(ctx context.Context, addr netip.Addr, res *Result) {
+	for _, h := range res.Hits {
+		answers := make([]string, len(h.Answers))
+		for i, a := range h.Answers {
+			answers[i] = a.String()
+		}
+		l.log.DebugContext(ctx, "DNS list answer", "client", addr.String(), "zone", h.Zone.Name, "listed", true, "answers", strings.Join(answers, ","))
+	}
+	for _, z := range res.Clean {
+		l.log.DebugContext(ctx, "DNS list answer", "client", addr.String(), "zone", z, "listed", false)
+	}
+	for _, a := range res.Abstained {
+		l.log.DebugContext(ctx, "DNS list answer", "client", addr.String(), "zone", a.Zone, "abstained", true, "err", a.Err)
+	}
+	for _, z := range res.Skipped {
+		l.log.DebugContext(ctx, "DNS list answer", "client", addr.String(), "zone", z, "skipped", true)
+	}
 }
 
 // query returns the answers of zone i that count as a listing of the

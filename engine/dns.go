@@ -39,11 +39,11 @@ func dnsBudget(dnsTimeout, decisionTimeout time.Duration) time.Duration {
 	return dnsTimeout
 }
 
-// dnsContext makes a decision's DNS context, bounded by the engine's DNS
+// dnsContext makes a decision's DNS context, bounded by the pipeline's DNS
 // budget.
-func (e *Engine) dnsContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if e.dnsBudget > 0 {
-		return lazyctx.WithTimeout(ctx, e.dnsBudget)
+func dnsContext(ctx context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
+	if budget > 0 {
+		return lazyctx.WithTimeout(ctx, budget)
 	}
 	return context.WithCancel(ctx)
 }

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/greymilter/greymilter/internal/lazyctx"
@@ -151,15 +152,28 @@ const (
 
 // Engine runs the pipeline.
 type Engine struct {
-	steps     []Step
-	clock     Clock
-	log       *slog.Logger
-	onError   OnError
-	dryRun    bool
-	timeout   time.Duration
-	dnsBudget time.Duration
-	metrics   *Metrics
-	observe   func(time.Time, Verdict)
+	// pipeline is read once per decision; a reload swaps it whole, so a
+	// decision runs entirely with the old configuration or the new one.
+	pipeline atomic.Pointer[Pipeline]
+	clock    Clock
+	log      *slog.Logger
+	metrics  *Metrics
+	observe  func(time.Time, Verdict)
+}
+
+// Pipeline is what a configuration reload may change: the steps and how
+// decisions end. It must not change once given to the engine.
+type Pipeline struct {
+	Steps   []Step
+	OnError OnError
+	// DryRun makes every decision and logs it, but tells the MTA Pass.
+	DryRun bool
+	// Timeout bounds a whole decision; steps abstain when it runs out.
+	Timeout time.Duration
+	// DNSTimeout bounds the DNS lookups of a decision (Options.DNSTimeout).
+	DNSTimeout time.Duration
+
+	dnsBudget time.Duration // of DNSTimeout and Timeout
 }
 
 // Options configures an Engine.
@@ -182,8 +196,8 @@ type Options struct {
 
 // New builds an engine that runs steps in the order given.
 func New(opts Options, steps ...Step) *Engine {
-	e := &Engine{steps: steps, clock: opts.Clock, log: opts.Logger, onError: opts.OnError, dryRun: opts.DryRun, timeout: opts.Timeout,
-		dnsBudget: dnsBudget(opts.DNSTimeout, opts.Timeout), metrics: newMetrics(), observe: opts.Observe}
+	e := &Engine{clock: opts.Clock, log: opts.Logger, metrics: newMetrics(), observe: opts.Observe}
+	e.SetPipeline(&Pipeline{Steps: steps, OnError: opts.OnError, DryRun: opts.DryRun, Timeout: opts.Timeout, DNSTimeout: opts.DNSTimeout})
 	if e.clock == nil {
 		e.clock = SystemClock{}
 	}
@@ -193,6 +207,15 @@ func New(opts Options, steps ...Step) *Engine {
 	return e
 }
 
+// SetPipeline makes the decisions that start from now on run p (a
+// configuration reload); decisions in flight finish with the one they began
+// with.
+func (e *Engine) SetPipeline(p *Pipeline) {
+	q := *p
+	q.dnsBudget = dnsBudget(p.DNSTimeout, p.Timeout)
+	e.pipeline.Store(&q)
+}
+
 // Metrics returns the engine's counters.
 func (e *Engine) Metrics() *Metrics { return e.metrics }
 
@@ -200,59 +223,64 @@ func (e *Engine) Metrics() *Metrics { return e.metrics }
 // becomes the configured fallback verdict, and is logged.
 func (e *Engine) Decide(ctx context.Context, req *Request) Verdict {
 	start := time.Now()
+	p := e.pipeline.Load()
 	d := &Decision{Req: req, Now: e.clock.Now()}
-	v := e.decide(ctx, d)
+	v := e.decide(ctx, p, d)
 	e.metrics.count(v, time.Since(start))
 	if e.observe != nil {
 		e.observe(d.Now, v)
 	}
-	if e.dryRun && v.Action != Pass {
+	if p.DryRun && v.Action != Pass {
 		v = Verdict{Action: Pass, Step: v.Step, Reason: v.Reason, DryRun: true, Headers: d.Headers}
 	}
 	return v
 }
 
-func (e *Engine) decide(ctx context.Context, d *Decision) (v Verdict) {
+func (e *Engine) decide(ctx context.Context, p *Pipeline, d *Decision) (v Verdict) {
 	defer func() {
-		if p := recover(); p != nil {
-			e.log.Error("engine panic", "panic", p, "stack", string(debug.Stack()))
-			v = e.fallback(d, fmt.Errorf("panic: %v", p))
+		if r := recover(); r != nil {
+			e.log.Error("engine panic", "panic", r, "stack", string(debug.Stack()))
+			v = e.fallback(p, d, fmt.Errorf("panic: %v", r))
 		}
 	}()
-	if e.timeout > 0 {
+	if p.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = lazyctx.WithTimeout(ctx, e.timeout)
+		ctx, cancel = lazyctx.WithTimeout(ctx, p.Timeout)
 		defer cancel()
 	}
-	v, err := e.run(ctx, d)
+	v, err := e.run(ctx, p, d)
 	if err != nil {
-		return e.fallback(d, err)
+		return e.fallback(p, d, err)
 	}
-	e.logDecision(slog.LevelInfo, d, v)
+	e.logDecision(slog.LevelInfo, p, d, v)
 	return v
 }
 
-func (e *Engine) run(ctx context.Context, d *Decision) (Verdict, error) {
+func (e *Engine) run(ctx context.Context, p *Pipeline, d *Decision) (Verdict, error) {
+	debug := e.log.Enabled(ctx, slog.LevelDebug)
 	// The DNS steps run with the decision's DNS context, made when the
 	// first of them comes; the others (the store's) with the decision's
 	// own, which DNS leaves time in. Reaching a run of DNS steps starts
 	// the lookups of all of them.
 	var dnsCtx context.Context
 	prefetched := 0 // steps before this index had their lookups started
-	for i, s := range e.steps {
+	for i, s := range p.Steps {
 		sctx := ctx
 		if _, ok := s.(DNSStep); ok {
 			if dnsCtx == nil {
 				var cancel context.CancelFunc
-				dnsCtx, cancel = e.dnsContext(ctx)
+				dnsCtx, cancel = dnsContext(ctx, p.dnsBudget)
 				defer cancel()
 			}
 			if i >= prefetched {
-				prefetched = prefetchRun(dnsCtx, d, e.steps, i)
+				prefetched = prefetchRun(dnsCtx, d, p.Steps, i)
 			}
 			sctx = dnsCtx
 		}
 		settled, err := s.Run(sctx, d)
+		if debug {
+			e.logStep(ctx, s, d, settled, err)
+		}
 		if err != nil {
 			return Verdict{}, fmt.Errorf("%s: %w", s.Name(), err)
 		}
@@ -268,17 +296,42 @@ func (e *Engine) run(ctx context.Context, d *Decision) (Verdict, error) {
 	return Verdict{Action: Pass, Step: "end", Reason: "no-step-decided", Headers: d.Headers}, nil
 }
 
-func (e *Engine) fallback(d *Decision, err error) Verdict {
+// logStep writes one step's result at debug level (-vv): what an
+// administrator reads to learn why a decision went the way it did.
+func (e *Engine) logStep(ctx context.Context, s Step, d *Decision, settled bool, err error) {
+	attrs := []slog.Attr{
+		slog.String("step", s.Name()),
+		slog.String("client", d.Req.ClientAddr.String()),
+		slog.String("recipient", "<"+d.Req.Recipient+">"),
+		slog.Bool("settled", settled),
+		slog.Int("score", d.Score),
+	}
+	if settled {
+		attrs = append(attrs, slog.String("action", d.Verdict.Action.String()), slog.String("reason", d.Verdict.Reason))
+	}
+	if d.Identity != "" {
+		attrs = append(attrs, slog.String("identity", d.Identity))
+	}
+	if d.SPF != "" {
+		attrs = append(attrs, slog.String("spf", d.SPF))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.Any("err", err))
+	}
+	e.log.LogAttrs(ctx, slog.LevelDebug, "step", attrs...)
+}
+
+func (e *Engine) fallback(p *Pipeline, d *Decision, err error) Verdict {
 	v := Verdict{Step: "error", Reason: "internal-error"}
-	if e.onError == OnErrorTempfail {
+	if p.OnError == OnErrorTempfail {
 		v.Action, v.Code, v.ECode, v.Text = Defer, 451, "4.3.0", "Temporary local problem, please try again later"
 	}
 	d.Note("error", err.Error())
-	e.logDecision(slog.LevelError, d, v)
+	e.logDecision(slog.LevelError, p, d, v)
 	return v
 }
 
-func (e *Engine) logDecision(level slog.Level, d *Decision, v Verdict) {
+func (e *Engine) logDecision(level slog.Level, p *Pipeline, d *Decision, v Verdict) {
 	if !e.log.Enabled(context.Background(), level) {
 		return
 	}
@@ -304,7 +357,7 @@ func (e *Engine) logDecision(level slog.Level, d *Decision, v Verdict) {
 	if r.QueueID != "" {
 		attrs = append(attrs, slog.String("queue_id", r.QueueID))
 	}
-	if e.dryRun && v.Action != Pass {
+	if p.DryRun && v.Action != Pass {
 		attrs = append(attrs, slog.Bool("dry_run", true))
 	}
 	attrs = append(attrs, d.attrs...)

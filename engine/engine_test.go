@@ -193,3 +193,33 @@ func TestMetricsCountDecisions(t *testing.T) {
 		}
 	}
 }
+
+func TestSetPipelineChangesLaterDecisions(t *testing.T) {
+	var buf bytes.Buffer
+	e := newTestEngine(&buf, Options{}, stepFunc{"greylist", deferStep})
+	if v := e.Decide(context.Background(), req); v.Action != Defer {
+		t.Fatalf("before the swap: %+v", v)
+	}
+	e.SetPipeline(&Pipeline{Steps: []Step{stepFunc{"greylist", deferStep}}, DryRun: true})
+	if v := e.Decide(context.Background(), req); v.Action != Pass || !v.DryRun {
+		t.Errorf("after swapping in a dry-run pipeline: %+v, want a dry-run pass", v)
+	}
+}
+
+func TestDebugLogsEachStep(t *testing.T) {
+	var buf bytes.Buffer
+	e := New(Options{Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+		stepFunc{"lists", func(context.Context, *Decision) (bool, error) { return false, nil }}, stepFunc{"greylist", deferStep})
+	e.Decide(context.Background(), req)
+	for _, want := range []string{"msg=step step=lists", "settled=false", "msg=step step=greylist", "settled=true score=0 action=greylist reason=new"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("debug log lacks %q:\n%s", want, buf.String())
+		}
+	}
+	buf.Reset()
+	e = newTestEngine(&buf, Options{}, stepFunc{"greylist", deferStep})
+	e.Decide(context.Background(), req)
+	if strings.Contains(buf.String(), "msg=step") {
+		t.Errorf("step lines at info level:\n%s", buf.String())
+	}
+}

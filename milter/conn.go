@@ -152,17 +152,17 @@ func (c *limitedConn) readHeader() error {
 		}
 		if c.hdrRead == 0 {
 			if isTimeout(err) {
-				c.log.Info("milter: closing a connection idle too long", "remote", c.Conn.RemoteAddr().String(), "idle", idle)
+				c.log.Info("closing a connection idle too long", "remote", c.Conn.RemoteAddr().String(), "idle", idle)
 				return io.EOF
 			}
 			return err
 		}
-		c.log.Warn("milter: closing a connection that sent part of a packet", "remote", c.Conn.RemoteAddr().String(), "err", err)
+		c.log.Warn("closing a connection that sent part of a packet", "remote", c.Conn.RemoteAddr().String(), "err", err)
 		return io.EOF
 	}
 	length := binary.BigEndian.Uint32(c.hdr[:])
 	if length > c.limits.MaxPacket {
-		c.log.Warn("milter: closing a connection that sent an oversized packet", "remote", c.Conn.RemoteAddr().String(), "length", length, "max", c.limits.MaxPacket)
+		c.log.Warn("closing a connection that sent an oversized packet", "remote", c.Conn.RemoteAddr().String(), "length", length, "max", c.limits.MaxPacket)
 		return io.EOF
 	}
 	c.remaining, c.cmdNext = length, length > 0

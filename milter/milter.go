@@ -6,6 +6,7 @@ package milter
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/internal/loglevel"
 )
 
 // Decider judges one recipient; *engine.Engine is one.
@@ -140,7 +142,7 @@ func (s *session) Connect(host string, family string, port uint16, addr net.IP, 
 		if !s.addr.IsValid() {
 			// Still nothing: greylist it as "::" rather than wave it
 			// through.
-			s.srv.log.Warn("milter: network client without a usable address; judged as ::", "address", addr.String(), "name", host)
+			s.srv.log.Warn("network client without a usable address; judged as ::", "address", addr.String(), "name", host)
 			s.addr = netip.IPv6Unspecified()
 		}
 	}
@@ -215,6 +217,11 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 	s.srv.inFlight.RLock()
 	v := s.srv.decider.Decide(context.Background(), req)
 	s.srv.inFlight.RUnlock()
+	if s.srv.log.Enabled(context.Background(), loglevel.Trace) {
+		s.srv.log.Log(context.Background(), loglevel.Trace, "milter exchange", "client_address", s.addr.String(), "client_name", s.name,
+			"claimed_name", s.claimed, "helo", s.helo, "sender", s.sender, "recipient", rcpt, "macros", fmt.Sprint(m.Macros),
+			"answer", v.Action.String(), "reply", v.Reply())
+	}
 	if v.Action == engine.Pass {
 		s.addHeaders(v.Headers)
 		return replyContinue, nil

@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/internal/loglevel"
 )
 
 // conn is one client connection; its requests are answered in order, one
@@ -79,11 +81,14 @@ func (c *conn) serve() {
 			return
 		}
 		c.out = c.answer(c.out[:0])
+		if c.srv.log.Enabled(c.ctx, loglevel.Trace) {
+			c.traceExchange()
+		}
 		// A peer that stops reading cannot hold the connection either.
 		c.nc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		if _, err := c.nc.Write(c.out); err != nil {
 			if c.ctx.Err() == nil { // not the hard stop closing the socket
-				c.srv.log.Warn("policy: write failed, the answer is lost", "remote", c.remote(), "err", err)
+				c.srv.log.Warn("write failed, the answer is lost", "remote", c.remote(), "err", err)
 			}
 			return
 		}
@@ -92,6 +97,15 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// traceExchange logs a request and its answer (-vvv).
+func (c *conn) traceExchange() {
+	r := &c.req
+	c.srv.log.Log(c.ctx, loglevel.Trace, "policy exchange", "remote", c.remote(), "request", r.Type, "protocol_state", r.ProtocolState,
+		"client_address", r.ClientAddress, "client_name", r.ClientName, "helo_name", r.HeloName, "sender", r.Sender,
+		"recipient", r.Recipient, "sasl_username", r.SASLUsername, "instance", r.Instance, "queue_id", r.QueueID,
+		"answer", strings.TrimSpace(string(c.out)))
 }
 
 // lingeringClose ends the connection with a FIN and waits briefly for the
@@ -147,9 +161,9 @@ func (c *conn) logIdleError(err error, kicked bool) {
 		// The client closed between requests (the normal end), or
 		// Shutdown woke us, or the hard stop closed the socket.
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.srv.log.Debug("policy: idle timeout, closing", "remote", c.remote())
+		c.srv.log.Debug("idle timeout, closing", "remote", c.remote())
 	default:
-		c.srv.log.Debug("policy: read failed, closing", "remote", c.remote(), "err", err)
+		c.srv.log.Debug("read failed, closing", "remote", c.remote(), "err", err)
 	}
 }
 
@@ -160,11 +174,11 @@ func (c *conn) logReadError(err error) {
 	case errors.Is(err, io.EOF), c.ctx.Err() != nil:
 		// Only blank lines before the client closed; or the hard stop.
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		log.Warn("policy: request incomplete after the idle timeout, closing", "remote", c.remote(), "timeout", c.srv.cfg.IdleTimeout)
+		log.Warn("request incomplete after the idle timeout, closing", "remote", c.remote(), "timeout", c.srv.cfg.IdleTimeout)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		log.Warn("policy: client closed inside a request", "remote", c.remote())
+		log.Warn("client closed inside a request", "remote", c.remote())
 	default:
-		log.Warn("policy: bad request, closing", "remote", c.remote(), "err", err)
+		log.Warn("bad request, closing", "remote", c.remote(), "err", err)
 	}
 }
 
@@ -184,7 +198,7 @@ func (c *conn) answer(dst []byte) []byte {
 	// A request without a type is taken as an access policy request: a
 	// hand-written Exim request may forget it.
 	if r.Type != "" && r.Type != "smtpd_access_policy" {
-		c.srv.log.Warn("policy: unknown request type, answering DUNNO", "remote", c.remote(), "request", r.Type)
+		c.srv.log.Warn("unknown request type, answering DUNNO", "remote", c.remote(), "request", r.Type)
 		return appendReply(dst, &passVerdict, nil)
 	}
 	switch r.ProtocolState {
@@ -200,7 +214,7 @@ func (c *conn) answer(dst []byte) []byte {
 	}
 	req, missing := c.engineRequest()
 	if missing != "" {
-		c.srv.log.Warn("policy: request lacks "+missing+", answering DUNNO",
+		c.srv.log.Warn("request lacks "+missing+", answering DUNNO",
 			"remote", c.remote(), "client_address", r.ClientAddress, "recipient", r.Recipient, "instance", r.Instance)
 		return appendReply(dst, &passVerdict, nil)
 	}

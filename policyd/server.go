@@ -131,7 +131,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			// Out of file descriptors or an aborted handshake: wait a
 			// little rather than spin, then go on.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("policy: accept failed", "err", err, "retry_in", backoff)
+			s.log.Warn("accept failed", "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():

@@ -304,7 +304,7 @@ func TestWriteFailureIsAWarning(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // the reset reaches the server's socket
 	close(f.step.release)
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(f.logs.String(), `level=WARN msg="policy: write failed`) {
+	for !strings.Contains(f.logs.String(), `level=WARN msg="write failed`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no warning about the failed write in:\n%s", f.logs)
 		}

@@ -16,8 +16,7 @@ import (
 // --mode suspicious, the suspicion step with its scores and the dynamic
 // host name patterns (read at start, again on SIGHUP).
 func init() {
-	var f checkFlags
-	register(module{name: "checks", addFlags: f.add, build: f.build})
+	register("Suspicion checks and SPF", func() module { return &checkFlags{} })
 }
 
 type checkFlags struct {
@@ -30,8 +29,7 @@ type checkFlags struct {
 	scores       checks.Scores
 }
 
-func (f *checkFlags) add(fs *pflag.FlagSet) {
-	f.patternFiles = nil // add runs once per flag set; files must not pile up
+func (f *checkFlags) addFlags(fs *pflag.FlagSet) {
 	fs.Var(newChoice(&f.mode, "always", "always", "suspicious"), "mode", "always: greylist every unknown triplet; suspicious: only senders whose suspicion score reaches --suspicion-threshold")
 	fs.IntVar(&f.threshold, "suspicion-threshold", 2, "in --mode suspicious, senders scoring this or more are greylisted")
 	fs.BoolVar(&f.spfIdentity, "spf-identity", true, "when SPF passes, key the triplet by the sender's domain (spf:example.com) instead of the client's subnet, so that a provider retrying from another address of its pool passes")
@@ -47,35 +45,40 @@ func (f *checkFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&f.scores.SPFFail, "score-spf-fail", d.SPFFail, "score of SPF fail")
 	fs.IntVar(&f.scores.SPFSoftFail, "score-spf-softfail", d.SPFSoftFail, "score of SPF softfail")
 	fs.IntVar(&f.scores.SPFPass, "score-spf-pass", d.SPFPass, "score of SPF pass (below 0 lowers the score)")
+	reloadable(fs, "mode", "suspicion-threshold", "spf-identity", "spf-timeout", "dynamic-patterns", "no-default-dynamic-patterns",
+		"score-helo-domain", "score-helo-mismatch", "score-no-rdns", "score-dynamic", "score-sender-is-recipient", "score-spf-fail", "score-spf-softfail", "score-spf-pass")
 }
 
-func (f *checkFlags) build(_ context.Context, a *app) error {
+func (f *checkFlags) check() error {
 	if f.spfTimeout <= 0 {
-		return configError(fmt.Errorf("--spf-timeout: must be more than 0"))
+		return flagErrorf("spf-timeout", "--spf-timeout: must be more than 0")
 	}
+	return nil
+}
+
+func (f *checkFlags) start(context.Context, *app) error { return nil }
+
+func (f *checkFlags) steps(p *pipeline) error {
 	// Read the pattern files whatever the mode, so that a bad one is
 	// reported before it matters.
 	patterns, err := checks.LoadPatterns(!f.noDefault, f.patternFiles...)
 	if err != nil {
-		return configError(err)
+		return err
 	}
 	suspicious := f.mode == "suspicious"
 	if !suspicious && !f.spfIdentity {
 		return nil
 	}
-	res, err := a.resolver()
-	if err != nil {
-		return err
-	}
 	// SPF runs within the decision's DNS budget: a longer timeout of its
 	// own would never be waited for.
-	spfCheck := &checks.SPF{Resolver: res, Timeout: min(f.spfTimeout, dnsOpts.timeout)}
+	spfCheck := &checks.SPF{Resolver: p.resolver, Timeout: min(f.spfTimeout, p.dnsTimeout)}
 	if f.spfIdentity {
-		a.addStep(slotIdentity, &engine.SPFIdentity{SPF: spfCheck})
+		p.add(slotIdentity, &engine.SPFIdentity{SPF: spfCheck})
 	}
+	log := p.logs.component("checks")
 	if !suspicious {
 		if len(f.patternFiles) > 0 {
-			a.log.Warn("--dynamic-patterns has no effect in --mode always")
+			log.Warn("--dynamic-patterns has no effect in --mode always")
 		}
 		return nil
 	}
@@ -83,18 +86,9 @@ func (f *checkFlags) build(_ context.Context, a *app) error {
 	if s.SPFFail == 0 && s.SPFSoftFail == 0 && s.SPFPass == 0 {
 		spfCheck = nil // SPF counts for nothing: spare its lookups
 	}
-	checker := checks.NewChecker(s, patterns, res)
-	a.addStep(slotSuspicion, &engine.Suspicion{Checker: checker, SPF: spfCheck, Threshold: f.threshold})
-	a.log.Info("suspicious mode", "threshold", f.threshold, "scores", formatScores(s), "dynamic_patterns", strings.Join(f.patternFiles, ","))
-	a.onReload(func() error {
-		p, err := checks.LoadPatterns(!f.noDefault, f.patternFiles...)
-		if err != nil {
-			return err
-		}
-		checker.SetPatterns(p)
-		a.log.Info("dynamic patterns reloaded")
-		return nil
-	})
+	checker := checks.NewChecker(s, patterns, p.resolver)
+	p.add(slotSuspicion, &engine.Suspicion{Checker: checker, SPF: spfCheck, Threshold: f.threshold})
+	log.Info("suspicious mode", "threshold", f.threshold, "scores", formatScores(s), "dynamic_patterns", strings.Join(f.patternFiles, ","))
 	return nil
 }
 

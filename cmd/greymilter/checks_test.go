@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/spf13/pflag"
 
 	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/engine"
@@ -33,25 +29,12 @@ func TestBadChecksFlagsExit2(t *testing.T) {
 	wantUsageErrors(t, []string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0", "--dns", "127.0.0.1:53"}, tests)
 }
 
-// buildChecks parses args with the checks and DNS flags and builds the
-// checks module into a fresh app.
-func buildChecks(t *testing.T, args ...string) (*app, *bytes.Buffer) {
+// checksPipeline builds the pipeline of args with a DNS server of its own.
+func checksPipeline(t *testing.T, args ...string) *pipeline {
 	t.Helper()
-	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-	var f checkFlags
-	f.add(fs)
-	dnsOpts.add(fs)
-	t.Cleanup(func() { dnsOpts = dnsFlags{} })
 	srv := dnstest.Start(t)
-	if err := fs.Parse(append([]string{"--dns", srv.Addr()}, args...)); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	a := newApp(slog.New(slog.NewTextHandler(&logs, nil)))
-	if err := f.build(context.Background(), a); err != nil {
-		t.Fatal(err)
-	}
-	return a, &logs
+	p, _ := testPipeline(t, append([]string{"--dns", srv.Addr()}, args...)...)
+	return p
 }
 
 func TestChecksModuleSteps(t *testing.T) {
@@ -65,15 +48,12 @@ func TestChecksModuleSteps(t *testing.T) {
 		{[]string{"--mode", "suspicious", "--spf-identity=false"}, false, true},
 	}
 	for _, tt := range tests {
-		a, _ := buildChecks(t, tt.args...)
-		if got := len(a.steps[slotIdentity]) == 1; got != tt.identity {
+		p := checksPipeline(t, tt.args...)
+		if got := len(p.steps[slotIdentity]) == 1; got != tt.identity {
 			t.Errorf("%v: identity step %v, want %v", tt.args, got, tt.identity)
 		}
-		if got := len(a.steps[slotSuspicion]) == 1; got != tt.suspicion {
+		if got := len(p.steps[slotSuspicion]) == 1; got != tt.suspicion {
 			t.Errorf("%v: suspicion step %v, want %v", tt.args, got, tt.suspicion)
-		}
-		if (a.dnsResolver != nil) != (tt.identity || tt.suspicion) {
-			t.Errorf("%v: resolver built: %v", tt.args, a.dnsResolver != nil)
 		}
 	}
 }
@@ -90,8 +70,8 @@ func TestSPFTimeoutWithinDNSBudget(t *testing.T) {
 		{[]string{"--dns-timeout", "1s", "--spf-timeout", "4s"}, time.Second},
 		{[]string{"--dns-timeout", "3s", "--spf-timeout", "500ms"}, 500 * time.Millisecond},
 	} {
-		a, _ := buildChecks(t, tt.args...)
-		if got := a.steps[slotIdentity][0].(*engine.SPFIdentity).SPF.Timeout; got != tt.want {
+		p := checksPipeline(t, tt.args...)
+		if got := p.steps[slotIdentity][0].(*engine.SPFIdentity).SPF.Timeout; got != tt.want {
 			t.Errorf("%v: SPF timeout %v, want %v", tt.args, got, tt.want)
 		}
 	}
@@ -107,10 +87,14 @@ func TestDynamicPatternsReload(t *testing.T) {
 		}
 	}
 	write("# nothing yet\n")
-	a, logs := buildChecks(t, "--mode", "suspicious", "--spf-identity=false", "--dynamic-patterns", file)
-	e := engine.New(engine.Options{Logger: a.log}, a.steps[slotSuspicion]...)
+	srv := dnstest.Start(t)
+	a, logs, err := testApp(t, "--db", ":memory:", "--socket", "none", "--policy-socket", "inet:127.0.0.1:0", "--dns", srv.Addr(),
+		"--mode", "suspicious", "--spf-identity=false", "--dynamic-patterns", file, "--trusted-networks", "", "--no-default-whitelist")
+	if err != nil {
+		t.Fatal(err)
+	}
 	reason := func() string {
-		return e.Decide(context.Background(), &engine.Request{
+		return a.engine.Decide(context.Background(), &engine.Request{
 			ClientAddr: netip.MustParseAddr("198.51.100.7"), ClientName: "gw7.isp.example", Helo: "gw7.isp.example",
 			Sender: "a@isp.example", Recipient: "b@example.net",
 		}).Reason
@@ -120,15 +104,15 @@ func TestDynamicPatternsReload(t *testing.T) {
 	}
 	write("dynamic gw\n")
 	a.reload()
-	if got := reason(); got != "no-step-decided" {
-		t.Fatalf("after reload: %s, want the client left to later steps", got)
+	if got := reason(); got != "new" {
+		t.Fatalf("after reload: %s, want the client greylisted", got)
 	}
 	write("dynamic gw\ndynamic 3g\n")
 	a.reload()
 	if !strings.Contains(logs.String(), file+":2: ") {
 		t.Errorf("log %q does not name %s:2", logs.String(), file)
 	}
-	if got := reason(); got != "no-step-decided" {
+	if got := reason(); got != "early-retry" {
 		t.Fatalf("after a broken reload: %s, want the previous patterns in force", got)
 	}
 }

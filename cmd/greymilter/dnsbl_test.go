@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
-	"github.com/spf13/pflag"
 
+	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/engine"
 )
@@ -34,22 +33,6 @@ func TestDNSFlagErrorsExit2(t *testing.T) {
 		{[]string{"--addbl", "bl.test", "--dns-timeout", "6s", "--decision-timeout", "10s"}, "--dns-timeout 6s: at most half of --decision-timeout"},
 	}
 	wantUsageErrors(t, []string{"--db", ":memory:", "--socket", "inet:127.0.0.1:0"}, tests)
-}
-
-// buildDNS parses args into the DNS flags and builds the DNS module.
-func buildDNS(t *testing.T, args ...string) (*app, *bytes.Buffer) {
-	t.Helper()
-	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	dnsOpts.add(fs)
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	a := newApp(slog.New(slog.NewTextHandler(&log, nil)))
-	if err := dnsOpts.build(context.Background(), a); err != nil {
-		t.Fatal(err)
-	}
-	return a, &log
 }
 
 func TestDNSFlagsBuildSteps(t *testing.T) {
@@ -75,12 +58,8 @@ func TestDNSFlagsBuildSteps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			a, _ := buildDNS(t, append([]string{"--dns", srv.Addr()}, tt.args...)...)
-			var steps []engine.Step
-			for _, ss := range a.steps {
-				steps = append(steps, ss...)
-			}
-			e := engine.New(engine.Options{Logger: slog.New(slog.DiscardHandler)}, steps...)
+			p, _ := testPipeline(t, append([]string{"--dns", srv.Addr()}, tt.args...)...)
+			e := engineOf(p, slotDNSWL, slotDNSBL)
 			v := e.Decide(context.Background(), &engine.Request{ClientAddr: netip.MustParseAddr(tt.client), Recipient: "b@example.net"})
 			got := v.Action.String() + " " + v.Reason
 			if v.Code != 0 {
@@ -96,81 +75,69 @@ func TestDNSFlagsBuildSteps(t *testing.T) {
 	}
 }
 
-func TestResolverIsShared(t *testing.T) {
+// TestResolverIsBuiltOnce: the app builds one resolver, before the
+// modules, and every DNS step asks it.
+func TestResolverIsBuiltOnce(t *testing.T) {
 	srv := dnstest.Start(t, "testdata/dnsbl.zone")
-	a, log := buildDNS(t, "--dns", srv.Addr(), "--addbl", "bl.test", "--addwl", "wl.test", "--dns-timeout", "1s")
-	r, err := a.resolver()
+	a, log, err := testApp(t, "--db", ":memory:", "-s", "inet:127.0.0.1:0", "--dns", srv.Addr(), "--addbl", "bl.test", "--addwl", "wl.test",
+		"--dns-timeout", "1s", "--mode", "suspicious")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r2, _ := a.resolver(); r2 != r {
-		t.Error("second call built another resolver")
-	}
-	if got := r.Servers(); len(got) != 1 || got[0] != srv.Addr() {
+	if got := a.resolver.Servers(); len(got) != 1 || got[0] != srv.Addr() {
 		t.Errorf("servers %v", got)
 	}
-	if n := strings.Count(log.String(), "DNS resolver"); n != 1 {
+	if n := strings.Count(log.String(), "msg=\"DNS resolver\""); n != 1 {
 		t.Errorf("resolver built %d times:\n%s", n, log.String())
 	}
-	if len(a.steps[slotDNSWL]) != 1 || len(a.steps[slotDNSBL]) != 1 {
-		t.Errorf("steps: dnswl %d, dnsbl %d", len(a.steps[slotDNSWL]), len(a.steps[slotDNSBL]))
+	before := a.resolver.Stats().Lookups
+	a.engine.Decide(context.Background(), &engine.Request{ClientAddr: netip.MustParseAddr("192.0.2.1"), Sender: "a@example.org", Recipient: "b@example.net"})
+	if a.resolver.Stats().Lookups == before {
+		t.Error("a decision with DNS lists asked the app's resolver nothing")
 	}
 }
 
-// TestSelfTestService: the self-test runs at start and then every
-// --dns-selftest-interval, until shutdown; a zone that fails it is warned
-// about and counted each time.
-func TestSelfTestService(t *testing.T) {
+// TestDNSListsAreSelfTested: once in force, every zone is self-tested
+// (RFC 5782) at once and then every --dns-selftest-interval; a zone that
+// fails is warned about and counted each time, until maintenance stops.
+func TestDNSListsAreSelfTested(t *testing.T) {
 	srv := dnstest.Start(t, "testdata/dnsbl.zone")
-	for _, tt := range []struct {
-		zone string
-		warn bool
-	}{{"bl.test", false}, {"missing.test", true}} {
-		a, log := buildDNS(t, "--dns", srv.Addr(), "--dns-timeout", "1s", "--dns-selftest-interval", "100ms", "--addbl", tt.zone)
-		if len(a.services) != 1 {
-			t.Fatalf("%d services", len(a.services))
-		}
-		served := make(chan error, 1)
-		go func() { served <- a.services[0].serve() }()
-		failures := func() int64 { return a.dnsLists[0].Stats()[0].SelfTestFailures }
-		if tt.warn {
-			deadline := time.Now().Add(10 * time.Second)
-			for failures() < 2 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if failures() < 2 {
-				t.Errorf("%s: %d self-test failures in 10s at a 100ms interval, want 2 or more", tt.zone, failures())
-			}
-		} else {
-			time.Sleep(300 * time.Millisecond) // a few intervals
-		}
-		if err := a.services[0].shutdown(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("self-test service still running after shutdown")
-		}
-		if got := strings.Contains(log.String(), "level=WARN msg=\"DNS list fails the RFC 5782 self-test"); got != tt.warn {
-			t.Errorf("%s: warning %v, want %v:\n%s", tt.zone, got, tt.warn, log.String())
-		}
-		if !tt.warn && failures() != 0 {
-			t.Errorf("%s: %d self-test failures", tt.zone, failures())
-		}
+	a, log, err := testApp(t, "--db", ":memory:", "-s", "inet:127.0.0.1:0", "--dns", srv.Addr(), "--dns-timeout", "1s",
+		"--dns-selftest-interval", "100ms", "--addbl", "bl.test", "--addwl", "missing.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const warning = "level=WARN msg=\"DNS list fails the RFC 5782 self-test; check the zone name and the resolver\" component=dns "
+	if !log.waitFor(t, func(s string) bool { return strings.Contains(s, warning+"list=dnswl zone=missing.test") }) {
+		t.Fatalf("no self-test warning for missing.test:\n%s", log)
+	}
+	lists := a.inForceDNSLists()
+	failures := func(i int) int64 { return lists[i].Stats()[0].SelfTestFailures }
+	if !log.waitFor(t, func(string) bool { return failures(0) >= 2 }) {
+		t.Errorf("%d self-test failures of missing.test at a 100ms interval, want 2 or more", failures(0))
+	}
+	stopped := make(chan struct{})
+	go func() { a.stopMaintenance(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("self-tests still running 5s after maintenance was stopped")
+	}
+	if strings.Contains(log.String(), "zone=bl.test err=") || failures(1) != 0 {
+		t.Errorf("bl.test, which passes its self-test: %d failures:\n%s", failures(1), log)
 	}
 }
 
 func TestDNSMetrics(t *testing.T) {
 	srv := dnstest.Start(t, "testdata/dnsbl.zone")
-	a, _ := buildDNS(t, "--dns", srv.Addr(), "--addbl", "bl.test")
+	p, _ := testPipeline(t, "--dns", srv.Addr(), "--addbl", "bl.test")
 	for range 2 {
-		a.steps[slotDNSBL][0].Run(context.Background(), &engine.Decision{Req: &engine.Request{ClientAddr: netip.MustParseAddr("192.0.2.1")}}) //nolint:errcheck
+		p.steps[slotDNSBL][0].Run(context.Background(), &engine.Decision{Req: &engine.Request{ClientAddr: netip.MustParseAddr("192.0.2.1")}}) //nolint:errcheck
 	}
-	out, err := testutil.GatherAndFormat(a.metrics, expfmt.TypeTextPlain, "greymilter_dnslist_refusals_total", "greymilter_dnslist_selftest_failures_total", "greymilter_dnslist_suspended",
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(dnsCollectors(p.resolver)...)
+	reg.MustRegister(newDNSListCollector(func() []*dnsbl.List { return p.dnsLists }))
+	out, err := testutil.GatherAndFormat(reg, expfmt.TypeTextPlain, "greymilter_dnslist_refusals_total", "greymilter_dnslist_selftest_failures_total", "greymilter_dnslist_suspended",
 		"greymilter_dns_lookups_total", "greymilter_dns_cache_hits_total", "greymilter_dns_queries_total", "greymilter_dns_cache_entries", "greymilter_dns_upstream_up")
 	if err != nil {
 		t.Fatal(err)
@@ -178,14 +145,12 @@ func TestDNSMetrics(t *testing.T) {
 	for _, want := range []string{
 		"greymilter_dnslist_refusals_total{list=\"dnsbl\",zone=\"bl.test\"} 0\n",
 		"greymilter_dnslist_selftest_failures_total{list=\"dnsbl\",zone=\"bl.test\"} 0\n",
-		"greymilter_dnslist_suspended{list=\"dnsbl\",zone=\"bl.test\"} 0\n", "greymilter_dns_lookups_total 2\n", "greymilter_dns_cache_hits_total 1\n", "greymilter_dns_queries_total 1\n", "greymilter_dns_cache_entries 1\n",
-		"greymilter_dns_upstream_up{server=\"" + srv.Addr() + "\"} 1\n", "# TYPE greymilter_dns_cache_entries gauge\n"} {
+		"greymilter_dnslist_suspended{list=\"dnsbl\",zone=\"bl.test\"} 0\n",
+		"greymilter_dns_lookups_total 2\n", "greymilter_dns_cache_hits_total 1\n", "greymilter_dns_queries_total 1\n", "greymilter_dns_cache_entries 1\n",
+		"greymilter_dns_upstream_up{server=\"" + srv.Addr() + "\"} 1\n"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("metrics lack %q:\n%s", want, out)
 		}
-	}
-	if n, err := testutil.GatherAndCount(newApp(slog.Default()).metrics); n != 0 || err != nil {
-		t.Errorf("an app without DNS serves %d metrics (%v), want none", n, err)
 	}
 }
 
@@ -204,8 +169,8 @@ func TestDNSListSlots(t *testing.T) {
 		{[]string{"--addbl", "bl.test", "--addwl", "wl.test", "--dnsbl-action", "greylist"}, slotDNSWLAfterKnown, slotDNSBLAfterKnown},
 		{[]string{"--addwl", "wl.test"}, slotDNSWLAfterKnown, -1},
 	} {
-		a, _ := buildDNS(t, append([]string{"--dns", srv.Addr()}, tt.args...)...)
-		for s, steps := range a.steps {
+		p, _ := testPipeline(t, append([]string{"--dns", srv.Addr()}, tt.args...)...)
+		for s, steps := range p.steps {
 			for _, st := range steps {
 				want := map[string]slot{"dnswl": tt.dnswl, "dnsbl": tt.dnsbl}[st.Name()]
 				if (st.Name() == "dnswl" || st.Name() == "dnsbl") && slot(s) != want {
@@ -213,7 +178,7 @@ func TestDNSListSlots(t *testing.T) {
 				}
 			}
 		}
-		if len(a.steps[tt.dnswl]) != 1 {
+		if len(p.steps[tt.dnswl]) != 1 {
 			t.Errorf("%v: no dnswl step in slot %d", tt.args, tt.dnswl)
 		}
 	}

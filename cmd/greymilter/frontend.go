@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"net"
 	"time"
 
@@ -17,43 +17,34 @@ import (
 // Limits of the front ends against clients that would starve or kill
 // them: a cap on connections for each front end, and the milter
 // connection's timeouts (the policy server has its own idle timeout).
-func init() {
-	register(module{name: "front ends", addFlags: front.add, build: func(_ context.Context, a *app) error {
-		a.metrics.MustRegister(newConnCollector())
-		return nil
-	}})
-}
 
 // DefaultMaxConnections is above what a busy Postfix opens to one filter:
 // one milter or policy connection per smtpd process, and Postfix starts at
 // most default_process_limit (100) of them unless told otherwise.
 const DefaultMaxConnections = 500
 
-var front frontFlags
-
 type frontFlags struct {
 	maxConnections                          int
 	milterIdleTimeout, milterMessageTimeout time.Duration
-
-	// listeners are the front ends' guarded listeners, for the metrics.
-	listeners []*listener.Limited
 }
 
 // limit wraps a front end's listener in the connection cap.
-func (f *frontFlags) limit(a *app, ln net.Listener, name string) *listener.Limited {
-	l := listener.New(ln, f.maxConnections, a.log, name)
-	f.listeners = append(f.listeners, l)
+func (a *app) limit(ln net.Listener, name string) *listener.Limited {
+	l := listener.New(ln, a.cfg.front.maxConnections, a.logs.component(name), name)
+	a.listeners = append(a.listeners, l)
 	return l
 }
 
 // connCollector reads the front ends' connection counts at scrape time.
 type connCollector struct {
+	a                           *app
 	open, refused, acceptErrors *prometheus.Desc
 }
 
-func newConnCollector() *connCollector {
+func newConnCollector(a *app) *connCollector {
 	labels := []string{"frontend"}
 	return &connCollector{
+		a:            a,
 		open:         prometheus.NewDesc("greymilter_connections_open", "Connections open now, per front end.", labels, nil),
 		refused:      prometheus.NewDesc("greymilter_connections_refused_total", "Connections closed at once because --max-connections were open.", labels, nil),
 		acceptErrors: prometheus.NewDesc("greymilter_accept_errors_total", "Failed accepts (out of file descriptors...), retried after a pause.", labels, nil),
@@ -66,8 +57,10 @@ func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.acceptErrors
 }
 
+// Collect reads the listeners bound at start; none is added once the
+// metrics are served.
 func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, l := range front.listeners {
+	for _, l := range c.a.listeners {
 		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(l.Open()), l.Name())
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(l.Refused()), l.Name())
 		ch <- prometheus.MustNewConstMetric(c.acceptErrors, prometheus.CounterValue, float64(l.AcceptErrors()), l.Name())
@@ -81,19 +74,24 @@ func (f *frontFlags) add(fs *pflag.FlagSet) {
 }
 
 func (f *frontFlags) check() error {
+	var errs []error
 	if f.maxConnections < 1 {
-		return fmt.Errorf("--max-connections %d: want 1 or more", f.maxConnections)
+		errs = append(errs, flagErrorf("max-connections", "--max-connections %d: want 1 or more", f.maxConnections))
 	}
-	if f.milterIdleTimeout <= 0 || f.milterMessageTimeout <= 0 {
-		return fmt.Errorf("--milter-idle-timeout and --milter-message-timeout: must be more than 0")
+	if f.milterIdleTimeout <= 0 {
+		errs = append(errs, flagErrorf("milter-idle-timeout", "--milter-idle-timeout: must be more than 0"))
 	}
-	return nil
+	if f.milterMessageTimeout <= 0 {
+		errs = append(errs, flagErrorf("milter-message-timeout", "--milter-message-timeout: must be more than 0"))
+	}
+	return errors.Join(errs...)
 }
 
 // listenMilter binds the milter socket (before privileges are dropped).
-func (a *app) listenMilter(ctx context.Context, c *coreFlags) error {
+func (a *app) listenMilter(ctx context.Context) error {
+	c := &a.cfg.core
 	addr, _ := sockaddr.Parse(c.socket)
-	perm, err := a.socketPerm(c.socketMode, privileges.socketGroup, "--socket-group")
+	perm, err := a.socketPerm(c.socketMode, a.cfg.privileges.socketGroup, "--socket-group")
 	if err != nil {
 		return err
 	}
@@ -108,14 +106,14 @@ func (a *app) listenMilter(ctx context.Context, c *coreFlags) error {
 	// Closed again by the service's shutdown; this one covers a start
 	// that fails later.
 	a.onClose(func() error { ln.Close(); return nil })
-	a.milterLn = front.limit(a, ln, "milter")
+	a.milterLn = a.limit(ln, "milter")
 	return nil
 }
 
 // serveMilter adds the milter service on the socket listenMilter bound.
 func (a *app) serveMilter() {
-	ms := milter.New(a.engine, a.log)
-	ms.Limits = milter.Limits{IdleTimeout: front.milterIdleTimeout, MessageTimeout: front.milterMessageTimeout}
+	ms := milter.New(a.engine, a.logs.component("milter"))
+	ms.Limits = milter.Limits{IdleTimeout: a.cfg.front.milterIdleTimeout, MessageTimeout: a.cfg.front.milterMessageTimeout}
 	ln := a.milterLn
 	a.addService(service{name: "milter " + a.milterAddr.String(), serve: func() error { return ms.Serve(ln) }, shutdown: ms.Shutdown})
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -14,10 +13,9 @@ import (
 
 // The white and black list files: the "lists" step of the pipeline, read
 // at start (a bad line exits 2 naming FILE:LINE) and again on SIGHUP (a bad
-// line keeps the old lists and is logged).
+// line keeps the old configuration and is logged).
 func init() {
-	var f listFlags
-	register(module{name: "lists", addFlags: f.add, build: f.build})
+	register("List files", func() module { return &listFlags{} })
 }
 
 type listFlags struct {
@@ -26,8 +24,7 @@ type listFlags struct {
 	blacklistText string
 }
 
-func (f *listFlags) add(fs *pflag.FlagSet) {
-	f.cfg = lists.Config{} // add runs once per flag set; files must not pile up
+func (f *listFlags) addFlags(fs *pflag.FlagSet) {
 	files := func(p *[]string, name, usage string, aliases ...string) {
 		fs.Var(fileList{p}, name, usage+" (repeatable)")
 		for _, a := range aliases {
@@ -41,25 +38,24 @@ func (f *listFlags) add(fs *pflag.FlagSet) {
 	files(&f.cfg.BlacklistSenders, "blacklist-senders", "senders listed in this file are rejected with 550 5.7.1")
 	fs.BoolVar(&f.noDefault, "no-default-whitelist", false, "do not use the shipped client whitelist of big providers that retry from address pools")
 	fs.StringVar(&f.blacklistText, "blacklist-text", engine.DefaultBlacklistText, "reply to a blacklisted client or sender; {CLIENT} {SENDER} {RECIPIENT} are replaced")
+	reloadable(fs, "whitelist-clients", "custom-wl", "whitelist-recipients", "whitelist-senders", "blacklist-clients", "custom-bl", "blacklist-senders",
+		"no-default-whitelist", "blacklist-text")
 }
 
-func (f *listFlags) build(_ context.Context, a *app) error {
+func (f *listFlags) check() error { return nil }
+
+func (f *listFlags) steps(p *pipeline) error {
 	f.cfg.DefaultWhitelist = !f.noDefault
 	set, err := lists.Load(f.cfg)
 	if err != nil {
-		return configError(err)
+		return err
 	}
-	a.log.Info("lists loaded", "rules", set.Rules(), "default_whitelist", f.cfg.DefaultWhitelist)
-	a.addStep(slotLists, &engine.Lists{Set: set, BlacklistText: f.blacklistText})
-	a.onReload(func() error {
-		if err := set.Reload(); err != nil {
-			return fmt.Errorf("lists: %w", err)
-		}
-		a.log.Info("lists reloaded", "rules", set.Rules())
-		return nil
-	})
+	p.logs.component("lists").Info("lists loaded", "rules", set.Rules(), "default_whitelist", f.cfg.DefaultWhitelist)
+	p.add(slotLists, &engine.Lists{Set: set, BlacklistText: f.blacklistText})
 	return nil
 }
+
+func (f *listFlags) start(context.Context, *app) error { return nil }
 
 // fileList is a repeatable flag of file names. Unlike pflag's string
 // slices it never splits on commas, and an alias shares the list of the

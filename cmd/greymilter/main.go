@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,7 @@ import (
 	"github.com/greymilter/greymilter/greylist"
 	_ "github.com/greymilter/greymilter/greylist/pgstore"     // PostgreSQL, for several MX hosts
 	_ "github.com/greymilter/greymilter/greylist/sqlitestore" // the embedded default store
+	"github.com/greymilter/greymilter/internal/listener"
 	"github.com/greymilter/greymilter/internal/sockaddr"
 	"github.com/greymilter/greymilter/stats"
 )
@@ -46,10 +48,64 @@ const summaryEvery = 30 * time.Second
 const exitUsage = 2
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "stats" {
-		os.Exit(runStats(os.Args[2:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// command is one subcommand of greymilter.
+type command struct {
+	name     string
+	synopsis string
+	// daemon says whether the command talks to the running daemon (or is
+	// it), so that an administrator knows what it needs and touches.
+	daemon  string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+// commands is the table of subcommands; "greymilter FLAGS" means serve.
+// `db` joins once the control socket exists.
+func commands() []command {
+	return []command{
+		{"serve", "[serve] [flags]", "is the daemon", "run the milter (and policy server): the default command", runServe},
+		{"stats", "stats [flags]", "reads the database file; not the daemon", "decisions by day or hour, the store's size, graphs", runStats},
+		{"check-config", "check-config [flags]", "reads the configuration; not the daemon", "check flags, config file, lists and patterns; print ok or every problem; exit 0 or 2", runCheckConfig},
+		{"version", "version", "not the daemon", "print the version", runVersion},
 	}
-	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run is main without the exit, for tests.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		for _, c := range commands() {
+			if args[0] == c.name {
+				return c.run(args[1:], stdout, stderr)
+			}
+		}
+	}
+	return runServe(args, stdout, stderr)
+}
+
+// writeUsage writes the usage of greymilter: the commands, then the flags
+// of the daemon.
+func writeUsage(w io.Writer, fs *pflag.FlagSet) {
+	fmt.Fprintf(w, "An intelligent greylisting milter and policy server for Postfix and Sendmail.\n\nUsage:\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range commands() {
+		fmt.Fprintf(tw, "  greymilter %s\t%s\t(%s)\n", c.synopsis, c.summary, c.daemon)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\n'greymilter COMMAND --help' shows a command's own flags.\n\nFlags of serve and check-config:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "greymilter version: unexpected argument %q\n", args[0])
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "greymilter %s\n", version)
+	return 0
 }
 
 // slot is a place in the decision pipeline; steps run slot by slot.
@@ -80,50 +136,84 @@ const (
 	numSlots
 )
 
-// module is an optional part of greymilter wired from its own file: it
-// adds its flags, then, once flags are parsed, its steps and services.
-type module struct {
-	name     string
-	addFlags func(fs *pflag.FlagSet)
-	// listen, if set, binds the module's sockets; it runs before
-	// privileges are dropped (privileges.go), build after.
-	listen func(ctx context.Context, a *app) error
-	build  func(ctx context.Context, a *app) error
+// module is an optional part of greymilter wired from its own file. A
+// fresh module is made for every reading of the configuration (at start,
+// by check-config, on each reload), so its flag values are its own.
+type module interface {
+	// addFlags defines the module's flags.
+	addFlags(fs *pflag.FlagSet)
+	// check checks the flag values alone: no file, socket or database.
+	check() error
+	// steps adds the module's decision steps, reading the files its flags
+	// name. It runs at start and again for every reload.
+	steps(p *pipeline) error
+	// start opens the module's services, once, at start, once the engine
+	// exists and privileges are dropped.
+	start(ctx context.Context, a *app) error
 }
 
-var modules []module
+// socketModule is a module that binds sockets: listen runs at start before
+// privileges are dropped (privileges.go), then start.
+type socketModule interface {
+	module
+	listen(ctx context.Context, a *app) error
+}
 
-// register adds a module; call it from an init function.
-func register(m module) { modules = append(modules, m) }
+// moduleType makes a module; title heads its options in the documentation.
+type moduleType struct {
+	title string
+	new   func() module
+}
+
+// moduleTypes are the kinds of module, in the order they were registered.
+var moduleTypes []moduleType
+
+// register adds a kind of module; call it from an init function.
+func register(title string, newModule func() module) {
+	moduleTypes = append(moduleTypes, moduleType{title, newModule})
+}
 
 // app is a running greymilter: its configuration, engine and services.
 type app struct {
+	logs  *logging
 	log   *slog.Logger
 	clock engine.Clock
+	// cfg is the configuration greymilter started with: what a reload
+	// cannot change (sockets, database) stays as it says.
+	cfg *config
 
-	steps    [numSlots][]engine.Step
+	store    greylist.Store
+	resolver *dnsbl.Resolver
+	engine   *engine.Engine
 	recorder *stats.Recorder
 	services []service
-	reloads  []func() error
 	closers  []func() error
+
+	// maintenance purges with the rules of the pipeline in force.
+	maintenance struct {
+		sync.Mutex
+		stop func()
+		wg   sync.WaitGroup
+	}
+	// reloads says how the last reading of the configuration went.
+	reloads reloadStatus
+	// inForce is the pipeline deciding now (health and readiness).
+	inForce atomic.Pointer[pipeline]
 
 	// metrics is the registry that /metrics serves (metrics.go).
 	metrics *prometheus.Registry
+	// greylistMetrics and dnsListMetrics outlive reloads: the store
+	// operations and DNS list lookups of every pipeline count into them.
+	greylistMetrics *greylist.Metrics
+	dnsListMetrics  *dnsbl.Metrics
 	// serving is set once every service listens.
 	serving atomic.Bool
 
-	greylist   *greylist.Greylist
-	engine     *engine.Engine
 	milterAddr sockaddr.Addr
 	milterLn   net.Listener
 	runAs      *identity // the --user switched to, or nil
-	// dnsResolver is shared by every DNS lookup; use a.resolver() (dnsbl.go).
-	dnsResolver *dnsbl.Resolver
-	dnsLists    []*dnsbl.List // for their metrics
-}
-
-func newApp(logger *slog.Logger) *app {
-	return &app{log: logger, clock: engine.SystemClock{}, metrics: prometheus.NewRegistry()}
+	// listeners are the front ends' guarded listeners, for the metrics.
+	listeners []*listener.Limited
 }
 
 // service is a long-running part: Serve blocks until Shutdown.
@@ -133,10 +223,8 @@ type service struct {
 	shutdown func(ctx context.Context) error
 }
 
-func (a *app) addStep(s slot, step engine.Step) { a.steps[s] = append(a.steps[s], step) }
-func (a *app) addService(s service)             { a.services = append(a.services, s) }
-func (a *app) onReload(f func() error)          { a.reloads = append(a.reloads, f) }
-func (a *app) onClose(f func() error)           { a.closers = append(a.closers, f) }
+func (a *app) addService(s service)   { a.services = append(a.services, s) }
+func (a *app) onClose(f func() error) { a.closers = append(a.closers, f) }
 
 // coreFlags are the flags of the core: milter, greylisting and store.
 type coreFlags struct {
@@ -153,7 +241,7 @@ type coreFlags struct {
 	autoWhitelist                            int
 	dryRun                                   bool
 	config                                   string
-	showVersion                              bool
+	showVersion, checkConfig                 bool
 }
 
 func (c *coreFlags) add(fs *pflag.FlagSet) {
@@ -161,7 +249,7 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.StringVarP(&c.socket, "socket", "s", DefaultSocket, "milter socket: inet:HOST:PORT, inet6:[ADDR]:PORT, unix:PATH (also inet:PORT@HOST, local:PATH); none for a policy server only")
 	c.socketMode = 0o660
 	fs.Var(&c.socketMode, "socket-mode", "permissions of a unix socket, so that the MTA's user can connect")
-	fs.CountVarP(&c.verbose, "verbose", "v", "log more (repeat: -vv, -vvv)")
+	fs.CountVarP(&c.verbose, "verbose", "v", "log more: -v one line per decision, -vv each step's result and the DNS lists' answers, -vvv each milter and policy exchange (in the config file: verbose = N)")
 	fs.Var(newChoice(&c.logFormat, "text", "text", "json"), "log-format", "log line format")
 	fs.Var(newChoice(&c.logTarget, "stderr", "stderr", "syslog"), "log-target", "where logs go (syslog: the mail facility)")
 	fs.StringVar(&c.db, "db", "greymilter.db", "SQLite database file, :memory:, or a postgres:// URL of a database shared by several MX hosts")
@@ -187,30 +275,37 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.dryRun, "dry-run", false, "decide and log, but let every mail pass")
 	fs.StringVar(&c.config, "config", "", "read options from this file (key = value, long flag names); the command line wins")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&c.checkConfig, "check-config", false, "check the configuration, print ok or every problem, and exit (as greymilter check-config)")
+	reloadable(fs, "delay", "retry-window", "penalty", "max-wait", "max-age", "purge-unverified", "decision-timeout",
+		"ipv4-prefix", "ipv6-prefix", "lookup-by-host", "trusted-networks", "auto-whitelist-clients", "greylist-text", "hostname", "on-error", "dry-run")
 }
 
 func (c *coreFlags) check() error {
+	var errs []error
 	if c.ipv4Prefix < 0 || c.ipv4Prefix > 32 {
-		return fmt.Errorf("--ipv4-prefix %d: want 0 to 32", c.ipv4Prefix)
+		errs = append(errs, flagErrorf("ipv4-prefix", "--ipv4-prefix %d: want 0 to 32", c.ipv4Prefix))
 	}
 	if c.ipv6Prefix < 0 || c.ipv6Prefix > 128 {
-		return fmt.Errorf("--ipv6-prefix %d: want 0 to 128", c.ipv6Prefix)
+		errs = append(errs, flagErrorf("ipv6-prefix", "--ipv6-prefix %d: want 0 to 128", c.ipv6Prefix))
 	}
 	if c.autoWhitelist < 0 {
-		return fmt.Errorf("--auto-whitelist-clients %d: want 0 or more", c.autoWhitelist)
+		errs = append(errs, flagErrorf("auto-whitelist-clients", "--auto-whitelist-clients %d: want 0 or more", c.autoWhitelist))
 	}
 	if err := checkTiming(c.rules); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	if c.purgeInterval <= 0 {
-		return fmt.Errorf("--purge-interval: must be more than 0")
+		errs = append(errs, flagErrorf("purge-interval", "--purge-interval: must be more than 0"))
 	}
 	if c.socket != "none" {
 		if _, err := sockaddr.Parse(c.socket); err != nil {
-			return fmt.Errorf("--socket: %w", err)
+			errs = append(errs, flagErrorf("socket", "--socket: %w", err))
 		}
 	}
-	return nil
+	if _, err := c.trustedNetworks(); err != nil {
+		errs = append(errs, flagErrorf("trusted-networks", "%w", err))
+	}
+	return errors.Join(errs...)
 }
 
 func (c *coreFlags) trustedNetworks() ([]netip.Prefix, error) {
@@ -237,29 +332,8 @@ func (c *coreFlags) trustedNetworks() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func (c *coreFlags) logger(w io.Writer) (*slog.Logger, error) {
-	level := slog.LevelInfo
-	if c.verbose >= 1 {
-		level = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
-	switch {
-	case c.logTarget == "syslog":
-		var err error
-		if h, err = newSyslogHandler("", "", c.name, opts, c.logFormat == "json"); err != nil {
-			return nil, err
-		}
-	case c.logFormat == "json":
-		h = slog.NewJSONHandler(w, opts)
-	default:
-		h = slog.NewTextHandler(w, opts)
-	}
-	return slog.New(h).With("filter", c.name), nil
-}
-
-// run is main without the exit, for tests.
-func run(args []string, stderr io.Writer) int {
+// runServe is the daemon: greymilter [serve] [flags].
+func runServe(args []string, stdout, stderr io.Writer) int {
 	// First of all: SIGHUP's default action ends the process, and
 	// logrotate may send one at any moment, also while greymilter starts.
 	// One that comes before serving is honoured (a reload) once serving.
@@ -267,56 +341,32 @@ func run(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	fs := pflag.NewFlagSet("greymilter", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.SortFlags = false
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: greymilter [flags]\n       greymilter stats [--db FILE] [--days N] [--hourly] [--png FILE] [--svg FILE]\n\nAn intelligent greylisting milter and policy server for Postfix and Sendmail.\n\nFlags:\n")
-		fs.PrintDefaults()
+	cfg := newConfig()
+	if code, done := cfg.parseArgs(args, stdout, stderr); done {
+		return code
 	}
-	var core coreFlags
-	core.add(fs)
-	for _, m := range modules {
-		m.addFlags(fs)
+	if cfg.core.checkConfig {
+		return checkConfig(cfg, stdout)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
+	if errs := cfg.load(); len(errs) > 0 {
+		for _, err := range errs {
+			fmt.Fprintf(stderr, "greymilter: %s\n", cfg.describe(err))
 		}
-		fmt.Fprintf(stderr, "greymilter: %v\n", err)
 		return exitUsage
 	}
-	if core.showVersion {
-		fmt.Fprintf(stderr, "greymilter %s\n", version)
-		return 0
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "greymilter: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
-	if core.config != "" {
-		if err := applyConfigFile(fs, core.config); err != nil {
-			fmt.Fprintf(stderr, "greymilter: %v\n", err)
-			return exitUsage
-		}
-	}
-	if err := core.check(); err != nil {
-		fmt.Fprintf(stderr, "greymilter: %v\n", err)
-		return exitUsage
-	}
-	logger, err := core.logger(stderr)
+	logs, err := newLogging(&cfg.core, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "greymilter: %v\n", err)
 		return 1
 	}
-	slog.SetDefault(logger)
+	slog.SetDefault(logs.root)
 	// go-milter logs through the standard logger.
 	log.SetFlags(0)
-	log.SetOutput(slogWriter{logger})
+	log.SetOutput(slogWriter{logs.component("milter")})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	a, err := build(ctx, &core, logger)
+	a, err := build(ctx, cfg, logs)
 	if err != nil {
 		fmt.Fprintf(stderr, "greymilter: %v\n", err)
 		if a != nil {
@@ -327,7 +377,7 @@ func run(args []string, stderr io.Writer) int {
 		}
 		return 1
 	}
-	return a.serve(ctx, &core, hup)
+	return a.serve(ctx, stderr, hup)
 }
 
 // errConfig marks errors in what the operator wrote (flags, files).
@@ -336,65 +386,58 @@ var errConfig = errors.New("configuration error")
 // configError wraps err so that the exit status says the input was wrong.
 func configError(err error) error { return fmt.Errorf("%w: %w", errConfig, err) }
 
-func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error) {
-	a := newApp(logger)
-	trusted, err := c.trustedNetworks()
-	if err != nil {
-		return nil, configError(err)
-	}
-	if err := a.bindAndDrop(ctx, c); err != nil {
+// build opens what lives as long as the process, in order: the sockets
+// (then privileges are dropped), the store, the DNS resolver, the engine
+// with the configured pipeline, then the modules' services, and the milter.
+func build(ctx context.Context, cfg *config, logs *logging) (*app, error) {
+	a := &app{cfg: cfg, logs: logs, log: logs.component("main"), clock: engine.SystemClock{},
+		metrics: prometheus.NewRegistry(), greylistMetrics: greylist.NewMetrics(), dnsListMetrics: dnsbl.NewMetrics()}
+	a.metrics.MustRegister(a.greylistMetrics, a.dnsListMetrics, newDNSListCollector(a.inForceDNSLists))
+	a.metrics.MustRegister(reloadCollectors(&a.reloads)...)
+	a.metrics.MustRegister(newConnCollector(a))
+	if err := a.bindAndDrop(ctx); err != nil {
 		return a, err
 	}
-	store, err := greylist.Open(ctx, c.db, greylist.Options{Timeout: c.dbTimeout, CacheTTL: c.dbCacheTTL, AutoWhitelist: c.autoWhitelist, Log: logger})
+	store, err := greylist.Open(ctx, cfg.core.db, greylist.Options{Timeout: cfg.core.dbTimeout, CacheTTL: cfg.core.dbCacheTTL, AutoWhitelist: cfg.core.autoWhitelist, Log: logs.component("store")})
 	if err != nil {
 		return a, err // a closes the sockets already bound
 	}
+	a.store = store
 	a.onClose(store.Close)
 	counter, ok := store.(greylist.Counter)
 	if !ok {
-		return a, fmt.Errorf("--db %s: this store keeps no decision counts", c.db)
+		return a, fmt.Errorf("--db %s: this store keeps no decision counts", cfg.core.db)
 	}
-	a.recorder = stats.NewRecorder(counter, logger)
-	a.greylist = &greylist.Greylist{Store: store, Rules: c.rules, AutoWhitelist: c.autoWhitelist, Log: logger, Metrics: greylist.NewMetrics()}
-	a.metrics.MustRegister(a.greylist.Metrics)
 	if sum, ok := store.(greylist.Summarizer); ok {
 		a.metrics.MustRegister(greylist.NewSummaryCollector(func(ctx context.Context) (greylist.Summary, error) {
-			return sum.Summary(ctx, c.autoWhitelist)
-		}, summaryEvery, logger))
+			return sum.Summary(ctx, cfg.core.autoWhitelist)
+		}, summaryEvery, logs.component("store")))
 	}
 	if h, ok := store.(greylist.Health); ok {
 		a.metrics.MustRegister(greylist.HealthCollectors(h)...)
 	}
-	g := &engine.Greylisting{
-		Greylist: a.greylist,
-		Keyer:    greylist.Keyer{IPv4Prefix: c.ipv4Prefix, IPv6Prefix: c.ipv6Prefix, ByHost: c.byHost},
-		Text:     c.greylistText,
-		Hostname: c.hostname,
+	if a.resolver, err = cfg.resolver.build(a.clock, logs.component("dns")); err != nil {
+		return a, configError(err)
 	}
-	a.addStep(slotBypass, &engine.Bypass{Trusted: trusted})
-	a.addStep(slotKnown, g.KnownStep())
-	a.addStep(slotGreylist, g.GreylistStep())
-	for _, m := range modules {
-		if err := m.build(ctx, a); err != nil {
-			return a, fmt.Errorf("%s: %w", m.name, err)
+	a.metrics.MustRegister(dnsCollectors(a.resolver)...)
+	a.log.Info("DNS resolver", "servers", strings.Join(a.resolver.Servers(), ","), "timeout", cfg.resolver.timeout.String())
+	p, err := a.pipeline(cfg)
+	if err != nil {
+		return a, configError(err)
+	}
+	a.recorder = stats.NewRecorder(counter, logs.component("stats"))
+	a.engine = engine.New(engine.Options{Clock: a.clock, Logger: logs.component("engine"),
+		Observe: func(at time.Time, v engine.Verdict) { a.recorder.Add(at, v.Action.String(), v.Reason) }})
+	a.metrics.MustRegister(a.engine.Metrics())
+	a.install(p)
+	a.reloads.succeeded(a.clock.Now())
+	for _, m := range cfg.modules {
+		if err := m.start(ctx, a); err != nil {
+			return a, err
 		}
 	}
-	var steps []engine.Step
-	for _, ss := range a.steps {
-		steps = append(steps, ss...)
-	}
-	if a.dnsResolver != nil && c.decisionTimeout > 0 && dnsOpts.timeout > c.decisionTimeout/2 {
-		return a, configError(fmt.Errorf("--dns-timeout %v: at most half of --decision-timeout %v, so that the store keeps its own time after DNS", dnsOpts.timeout, c.decisionTimeout))
-	}
-	onError := engine.OnErrorTempfail
-	if c.onError == "accept" {
-		onError = engine.OnErrorAccept
-	}
-	a.engine = engine.New(engine.Options{Clock: a.clock, Logger: logger, OnError: onError, DryRun: c.dryRun, Timeout: c.decisionTimeout,
-		DNSTimeout: dnsOpts.timeout, Observe: func(at time.Time, v engine.Verdict) { a.recorder.Add(at, v.Action.String(), v.Reason) }}, steps...)
-	a.metrics.MustRegister(a.engine.Metrics())
 
-	if c.socket == "none" {
+	if cfg.core.socket == "none" {
 		if len(a.services) == 0 {
 			return a, configError(errors.New("--socket none: nothing left to serve (give --policy-socket)"))
 		}
@@ -405,17 +448,16 @@ func build(ctx context.Context, c *coreFlags, logger *slog.Logger) (*app, error)
 }
 
 // serve runs the services until a signal, then shuts down in order (hup
-// asks for a reload):
-// stop accepting, answer what is in flight, close the store.
-func (a *app) serve(ctx context.Context, c *coreFlags, hup <-chan os.Signal) int {
-	maintainCtx, stopMaintain := context.WithCancel(context.Background())
-	var maint sync.WaitGroup
-	maint.Go(func() { a.greylist.Maintain(maintainCtx, c.purgeInterval, a.clock.Now) })
-	maint.Go(func() { a.recorder.Run(maintainCtx, time.Minute) })
+// asks for a reload): stop accepting, answer what is in flight, close the
+// store.
+func (a *app) serve(ctx context.Context, stderr io.Writer, hup <-chan os.Signal) int {
+	recorderCtx, stopRecorder := context.WithCancel(context.Background())
+	var recorder sync.WaitGroup
+	recorder.Go(func() { a.recorder.Run(recorderCtx, time.Minute) })
 
 	errs := make(chan error, len(a.services))
 	for _, s := range a.services {
-		a.log.Info("listening", "service", s.name)
+		a.log.Log(ctx, levelNotice, "listening", "service", s.name)
 		go func() {
 			if err := s.serve(); err != nil {
 				errs <- fmt.Errorf("%s: %w", s.name, err)
@@ -424,7 +466,7 @@ func (a *app) serve(ctx context.Context, c *coreFlags, hup <-chan os.Signal) int
 	}
 	a.serving.Store(true)
 	if a.milterAddr.Network != "" {
-		fmt.Fprintf(os.Stderr, "greymilter %s ready. In Postfix's main.cf:\n    smtpd_milters = %s\n    milter_default_action = tempfail\n", version, postfixSocket(a.milterAddr))
+		fmt.Fprintf(stderr, "greymilter %s ready. In Postfix's main.cf:\n    smtpd_milters = %s\n    milter_default_action = tempfail\n", version, postfixSocket(a.milterAddr))
 	}
 
 	status := 0
@@ -432,7 +474,7 @@ loop:
 	for {
 		select {
 		case <-ctx.Done():
-			a.log.Info("shutting down")
+			a.log.Log(context.Background(), levelNotice, "shutting down")
 			break loop
 		case err := <-errs:
 			a.log.Error("service failed", "err", err)
@@ -449,22 +491,14 @@ loop:
 			a.log.Warn("shutdown", "service", s.name, "err", err)
 		}
 	}
-	stopMaintain()
-	maint.Wait()
+	a.stopMaintenance()
+	stopRecorder()
+	recorder.Wait()
 	if err := a.close(); err != nil {
 		a.log.Error("close", "err", err)
 		status = 1
 	}
 	return status
-}
-
-func (a *app) reload() {
-	a.log.Info("reloading (SIGHUP)")
-	for _, f := range a.reloads {
-		if err := f(); err != nil {
-			a.log.Error("reload failed; the previous configuration stays in force", "err", err)
-		}
-	}
 }
 
 func (a *app) close() error {

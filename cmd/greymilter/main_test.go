@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +26,7 @@ func wantUsageErrors(t *testing.T, base []string, cases []flagCase) {
 	for _, tt := range cases {
 		var stderr bytes.Buffer
 		args := append(append([]string{}, base...), tt.args...)
-		if code := run(args, &stderr); code != exitUsage {
+		if code := run(args, io.Discard, &stderr); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr.String())
 		}
 		if !strings.Contains(stderr.String(), tt.want) {
@@ -54,22 +52,30 @@ func TestBadFlagsExit2NamingTheFlag(t *testing.T) {
 	wantUsageErrors(t, []string{"--db", ":memory:"}, tests)
 }
 
-func TestHelpListsEveryFlagWithDefaults(t *testing.T) {
-	var stderr bytes.Buffer
-	if code := run([]string{"--help"}, &stderr); code != 0 {
-		t.Fatalf("--help exit %d", code)
-	}
-	for _, want := range []string{"-n, --name", "-s, --socket", "-v, --verbose", "--db", "--delay", "(default 5m0s)", DefaultSocket, "--retry-window", "--penalty", "--max-age", "(default 35d)", "--purge-unverified", "--trusted-networks", "--lookup-by-host", "--on-error"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("--help lacks %q", want)
+func TestHelpListsCommandsAndEveryFlagOnStdout(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"serve", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 0 || stderr.Len() != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, stderr.String())
+		}
+		for _, want := range []string{
+			"greymilter [serve] [flags]", "(is the daemon)", "greymilter stats", "greymilter check-config", "greymilter version", "not the daemon",
+			"-n, --name", "-s, --socket", "-v, --verbose", "--db", "--delay", "(default 5m0s)", DefaultSocket, "--retry-window", "--penalty", "--max-age",
+			"(default 35d)", "--purge-unverified", "--trusted-networks", "--lookup-by-host", "--on-error", "--check-config",
+		} {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("%v lacks %q", args, want)
+			}
 		}
 	}
 }
 
 func TestVersion(t *testing.T) {
-	var stderr bytes.Buffer
-	if code := run([]string{"--version"}, &stderr); code != 0 || !strings.HasPrefix(stderr.String(), "greymilter ") {
-		t.Fatalf("--version: exit %d, %q", code, stderr.String())
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "greymilter ") || stderr.Len() != 0 {
+			t.Fatalf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
 	}
 }
 
@@ -98,10 +104,8 @@ func TestParseDuration(t *testing.T) {
 }
 
 func newTestFlags() (*pflag.FlagSet, *coreFlags) {
-	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-	var c coreFlags
-	c.add(fs)
-	return fs, &c
+	c := newConfig()
+	return c.fs, &c.core
 }
 
 func TestConfigFile(t *testing.T) {
@@ -122,8 +126,8 @@ db = /from/config.db
 	if err := fs.Parse([]string{"--db", "/from/command-line.db"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := applyConfigFile(fs, path); err != nil {
-		t.Fatal(err)
+	if errs := applyConfigFile(fs, path, map[string]string{}); len(errs) > 0 {
+		t.Fatal(errs)
 	}
 	if c.rules.Delay != 90*time.Second || c.rules.RetryWindow != 24*time.Hour || !c.byHost {
 		t.Errorf("delay %v, retry window %v, by host %v", c.rules.Delay, c.rules.RetryWindow, c.byHost)
@@ -152,46 +156,22 @@ func TestConfigFileErrorsNameFileAndLine(t *testing.T) {
 		os.WriteFile(path, []byte(tt.conf), 0o600)
 		fs, _ := newTestFlags()
 		fs.Parse(nil)
-		err := applyConfigFile(fs, path)
-		if err == nil || !strings.Contains(err.Error(), path+tt.want) {
-			t.Errorf("config %q: error %v, want it to contain %q", tt.conf, err, path+tt.want)
+		errs := applyConfigFile(fs, path, map[string]string{})
+		if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), path+tt.want) {
+			t.Errorf("config %q: errors %v, want one starting with %q", tt.conf, errs, path+tt.want)
 		}
 	}
 	// Through run: exit status 2.
 	path := filepath.Join(t.TempDir(), "bad.conf")
 	os.WriteFile(path, []byte("nonsense = 1\n"), 0o600)
 	var stderr bytes.Buffer
-	if code := run([]string{"--config", path, "--db", ":memory:"}, &stderr); code != exitUsage {
+	if code := run([]string{"--config", path, "--db", ":memory:"}, io.Discard, &stderr); code != exitUsage {
 		t.Errorf("bad config: exit %d, want %d", code, exitUsage)
 	}
 }
 
-// buildAll parses args with every module's flags and builds the app; the
-// modules' flag variables are set back to their defaults afterwards.
-func buildAll(t *testing.T, args ...string) (*app, error) {
-	t.Helper()
-	fs, core := newTestFlags()
-	for _, m := range modules {
-		m.addFlags(fs)
-	}
-	t.Cleanup(func() {
-		fs, _ := newTestFlags()
-		for _, m := range modules {
-			m.addFlags(fs) // registering a flag stores its default
-		}
-	})
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
-	a, err := build(context.Background(), core, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if a != nil {
-		t.Cleanup(func() { a.close() })
-	}
-	return a, err
-}
-
 func TestPolicyServerOnly(t *testing.T) {
-	a, err := buildAll(t, "--db", ":memory:", "--socket", "none", "--policy-socket", "inet:127.0.0.1:0")
+	a, _, err := testApp(t, "--db", ":memory:", "--socket", "none", "--policy-socket", "inet:127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,5 +181,24 @@ func TestPolicyServerOnly(t *testing.T) {
 			names = append(names, s.name)
 		}
 		t.Errorf("services %q, want the policy server alone", names)
+	}
+}
+
+// TestCommandHelpOnStdout: every command's --help goes to standard output
+// with exit 0; a bad flag goes to standard error with exit 2.
+func TestCommandHelpOnStdout(t *testing.T) {
+	for _, c := range commands() {
+		if c.name == "version" {
+			continue
+		}
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{c.name, "--help"}, &stdout, &stderr); code != 0 || stderr.Len() != 0 || !strings.Contains(stdout.String(), "Usage") {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", c.name, code, stdout.String(), stderr.String())
+		}
+		stdout.Reset()
+		stderr.Reset()
+		if code := run([]string{c.name, "--no-such-flag"}, &stdout, &stderr); code != exitUsage || stdout.Len() != 0 || !strings.Contains(stderr.String(), "no-such-flag") {
+			t.Errorf("%s --no-such-flag: exit %d, stdout %q, stderr %q", c.name, code, stdout.String(), stderr.String())
+		}
 	}
 }

@@ -26,35 +26,47 @@ import (
 // State that already lives elsewhere (counts kept by the resolver, the
 // store) is read at scrape time by a collector of *Func metrics.
 func init() {
-	var addr string
-	register(module{
-		name: "metrics",
-		addFlags: func(fs *pflag.FlagSet) {
-			fs.StringVar(&addr, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, keep it on loopback)")
-		},
-		build: func(ctx context.Context, a *app) error {
-			if addr == "" {
-				return nil
-			}
-			a.metrics.MustRegister(
-				collectors.NewGoCollector(),
-				collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			)
-			mux := http.NewServeMux()
-			mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{
-				ErrorLog: log.New(slogWriter{a.log}, "metrics: ", 0), Registry: a.metrics,
-			}))
-			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-				ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
-				defer cancel()
-				answer(w, a.greylist.Health(ctx))
-			})
-			mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-				answer(w, a.readiness())
-			})
-			return a.addHTTPService(ctx, "metrics", "--metrics-listen", addr, "/metrics", mux)
-		},
+	register("Metrics", func() module { return &metricsFlags{} })
+}
+
+type metricsFlags struct{ addr string }
+
+func (f *metricsFlags) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&f.addr, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, keep it on loopback), with /healthz and /readyz")
+}
+
+func (f *metricsFlags) check() error          { return nil }
+func (f *metricsFlags) steps(*pipeline) error { return nil }
+
+func (f *metricsFlags) start(ctx context.Context, a *app) error {
+	if f.addr == "" {
+		return nil
+	}
+	a.metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{
+		ErrorLog: log.New(slogWriter{a.log}, "metrics: ", 0), Registry: a.metrics,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+		defer cancel()
+		answer(w, a.inForce.Load().greylist.Health(ctx))
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, a.readiness())
+	})
+	return a.addHTTPService(ctx, "metrics", "--metrics-listen", f.addr, "/metrics", mux)
+}
+
+// inForceDNSLists are the DNS lists of the pipeline in force.
+func (a *app) inForceDNSLists() []*dnsbl.List {
+	if p := a.inForce.Load(); p != nil {
+		return p.dnsLists
+	}
+	return nil
 }
 
 // dnsCollectors read the resolver's own counters at scrape time.
@@ -98,11 +110,13 @@ func (c upstreamCollector) Collect(ch chan<- prometheus.Metric) {
 // dnsListCollector reads the DNS lists' own per-zone counters at scrape
 // time: refusals, self-test failures, suspension.
 type dnsListCollector struct {
-	lists                                 []*dnsbl.List
+	lists                                 func() []*dnsbl.List
 	refusals, selfTestFailures, suspended *prometheus.Desc
 }
 
-func newDNSListCollector(lists []*dnsbl.List) *dnsListCollector {
+// newDNSListCollector reports on the lists that lists returns at each
+// scrape: those of the pipeline in force.
+func newDNSListCollector(lists func() []*dnsbl.List) *dnsListCollector {
 	labels := []string{"list", "zone"}
 	return &dnsListCollector{
 		lists: lists,
@@ -120,7 +134,7 @@ func (c *dnsListCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *dnsListCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, l := range c.lists {
+	for _, l := range c.lists() {
 		for _, st := range l.Stats() {
 			suspended := 0.0
 			if st.Suspended {
@@ -154,7 +168,7 @@ func (a *app) readiness() error {
 	if !a.serving.Load() {
 		return errors.New("not serving yet")
 	}
-	if !a.greylist.Ready() {
+	if p := a.inForce.Load(); p == nil || !p.greylist.Ready() {
 		return errors.New("store not ready: the in-memory index is still filling")
 	}
 	return nil

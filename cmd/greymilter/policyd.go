@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/internal/sockaddr"
 	"github.com/greymilter/greymilter/policyd"
 )
@@ -17,8 +16,7 @@ import (
 // The Postfix policy server: a second front end on the same engine and
 // store as the milter, off unless --policy-socket is given.
 func init() {
-	var f policyFlags
-	register(module{name: "policy", addFlags: f.add, listen: f.listen, build: f.build})
+	register("Postfix policy server", func() module { return &policyFlags{} })
 }
 
 type policyFlags struct {
@@ -33,7 +31,7 @@ type policyFlags struct {
 	addr sockaddr.Addr
 }
 
-func (f *policyFlags) add(fs *pflag.FlagSet) {
+func (f *policyFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.socket, "policy-socket", "", "also serve the Postfix policy protocol (check_policy_service) here: inet:HOST:PORT, inet6:[ADDR]:PORT, unix:PATH (also inet:PORT@HOST, local:PATH)")
 	f.mode = 0o660
 	fs.Var(&f.mode, "policy-socket-mode", "permissions of a unix policy socket (postgrey's default is 0666)")
@@ -42,19 +40,27 @@ func (f *policyFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.closeAfterReply, "policy-close-after-reply", false, "close the policy connection after each answer, for Exim's ${readsocket} (postgrey's --exim)")
 }
 
+func (f *policyFlags) check() error {
+	var errs []error
+	if f.socket != "" {
+		if _, err := sockaddr.Parse(f.socket); err != nil {
+			errs = append(errs, flagErrorf("policy-socket", "--policy-socket: %w", err))
+		}
+	}
+	if f.idleTimeout <= 0 {
+		errs = append(errs, flagErrorf("policy-idle-timeout", "--policy-idle-timeout: must be more than 0"))
+	}
+	return errors.Join(errs...)
+}
+
+func (f *policyFlags) steps(*pipeline) error { return nil }
+
 // listen binds the policy socket, before privileges are dropped.
 func (f *policyFlags) listen(ctx context.Context, a *app) error {
-	f.ln = nil
 	if f.socket == "" {
 		return nil
 	}
-	addr, err := sockaddr.Parse(f.socket)
-	if err != nil {
-		return configError(fmt.Errorf("--policy-socket: %w", err))
-	}
-	if f.idleTimeout <= 0 {
-		return configError(fmt.Errorf("--policy-idle-timeout: must be more than 0"))
-	}
+	addr, _ := sockaddr.Parse(f.socket)
 	perm, err := a.socketPerm(f.mode, f.group, "--policy-socket-group")
 	if err != nil {
 		return err
@@ -67,19 +73,19 @@ func (f *policyFlags) listen(ctx context.Context, a *app) error {
 		addr.Address = ln.Addr().String() // the real port when asked for port 0
 	}
 	a.onClose(func() error { ln.Close(); return nil })
-	f.ln, f.addr = front.limit(a, ln, "policy"), addr
+	f.ln, f.addr = a.limit(ln, "policy"), addr
 	return nil
 }
 
-func (f *policyFlags) build(ctx context.Context, a *app) error {
+func (f *policyFlags) start(ctx context.Context, a *app) error {
 	if f.ln == nil {
 		return nil
 	}
 	ln, addr := f.ln, f.addr
+	log := a.logs.component("policy")
 	srv := policyd.New(policyd.Config{
-		// The engine is built after the modules have added their steps.
-		Decider:         appDecider{a},
-		Logger:          a.log,
+		Decider:         a.engine,
+		Logger:          log,
 		IdleTimeout:     f.idleTimeout,
 		CloseAfterReply: f.closeAfterReply,
 	})
@@ -88,17 +94,9 @@ func (f *policyFlags) build(ctx context.Context, a *app) error {
 		serve:    func() error { return ignoreClosed(srv.Serve(context.Background(), ln)) },
 		shutdown: srv.Shutdown,
 	})
-	a.log.Info("policy server: in Postfix's main.cf, add to smtpd_recipient_restrictions after reject_unauth_destination",
+	log.Log(ctx, levelNotice, "policy server: in Postfix's main.cf, add to smtpd_recipient_restrictions after reject_unauth_destination",
 		"restriction", "check_policy_service "+postfixSocket(addr))
 	return nil
-}
-
-// appDecider hands decisions to the app's engine, which exists by the time
-// the first request comes.
-type appDecider struct{ a *app }
-
-func (d appDecider) Decide(ctx context.Context, r *engine.Request) engine.Verdict {
-	return d.a.engine.Decide(ctx, r)
 }
 
 // ignoreClosed turns the normal end of Serve after Shutdown into nil.

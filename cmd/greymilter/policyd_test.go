@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -18,12 +19,12 @@ func TestPolicyFlagErrorsExit2(t *testing.T) {
 }
 
 func TestHelpListsPolicyFlags(t *testing.T) {
-	var stderr bytes.Buffer
-	if code := run([]string{"--help"}, &stderr); code != 0 {
+	var stdout bytes.Buffer
+	if code := run([]string{"--help"}, &stdout, io.Discard); code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
 	for _, want := range []string{"--policy-socket string", "--policy-socket-mode", "(default 0660)", "--policy-idle-timeout", "(default 5m30s)", "--policy-close-after-reply"} {
-		if !strings.Contains(stderr.String(), want) {
+		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
 	}

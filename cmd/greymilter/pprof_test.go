@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,7 +34,7 @@ func TestCheckLoopback(t *testing.T) {
 
 func TestPprofListenRefusesOtherAddresses(t *testing.T) {
 	var stderr bytes.Buffer
-	if code := run([]string{"--db", ":memory:", "-s", "inet:127.0.0.1:0", "--pprof-listen", "0.0.0.0:0"}, &stderr); code != exitUsage {
+	if code := run([]string{"--db", ":memory:", "-s", "inet:127.0.0.1:0", "--pprof-listen", "0.0.0.0:0"}, io.Discard, &stderr); code != exitUsage {
 		t.Fatalf("exit %d, want %d; stderr %q", code, exitUsage, stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "--pprof-listen") {
@@ -44,18 +43,10 @@ func TestPprofListenRefusesOtherAddresses(t *testing.T) {
 }
 
 func TestPprofListenServesProfiles(t *testing.T) {
-	fs, core := newTestFlags()
-	for _, m := range modules {
-		m.addFlags(fs)
-	}
-	if err := fs.Parse([]string{"--db", ":memory:", "-s", "inet:127.0.0.1:0", "--pprof-listen", "127.0.0.1:0"}); err != nil {
-		t.Fatal(err)
-	}
-	a, err := build(context.Background(), core, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, _, err := testApp(t, "--db", ":memory:", "-s", "inet:127.0.0.1:0", "--pprof-listen", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.close()
 	var url string
 	for _, s := range a.services {
 		if name, ok := strings.CutPrefix(s.name, "pprof "); ok {

@@ -20,12 +20,6 @@ import (
 // Postfix's queue directory, or a port, may need root), then drops to
 // --user before it opens the database or reads any list, so that a flaw
 // in a front end gives an attacker an unprivileged user, not root.
-func init() {
-	register(module{name: "privileges", addFlags: privileges.add, build: func(context.Context, *app) error { return nil }})
-}
-
-var privileges privilegeFlags
-
 // refuseRoot is false only in this package's unit tests, which run as
 // root in CI and test other flags; the refusal has its own tests here and
 // end to end.
@@ -118,25 +112,22 @@ func (id *identity) drop() error {
 // bindAndDrop binds every socket while greymilter may still be root, then
 // switches to --user; the database and list files are opened afterwards,
 // as that user.
-func (a *app) bindAndDrop(ctx context.Context, c *coreFlags) error {
-	id, err := privileges.resolveUser()
+func (a *app) bindAndDrop(ctx context.Context) error {
+	c := &a.cfg.core
+	id, err := a.cfg.privileges.resolveUser()
 	if err != nil {
 		return err
 	}
-	if err := front.check(); err != nil {
-		return configError(err)
-	}
 	a.runAs = id
-	front.listeners = nil
 	if c.socket != "none" {
-		if err := a.listenMilter(ctx, c); err != nil {
+		if err := a.listenMilter(ctx); err != nil {
 			return err
 		}
 	}
-	for _, m := range modules {
-		if m.listen != nil {
-			if err := m.listen(ctx, a); err != nil {
-				return fmt.Errorf("%s: %w", m.name, err)
+	for _, m := range a.cfg.modules {
+		if sm, ok := m.(socketModule); ok {
+			if err := sm.listen(ctx, a); err != nil {
+				return err
 			}
 		}
 	}
@@ -144,7 +135,7 @@ func (a *app) bindAndDrop(ctx context.Context, c *coreFlags) error {
 		return err
 	}
 	if id != nil {
-		a.log.Info("switched user", "user", id.name, "uid", id.uid, "gid", id.gid)
+		a.log.Log(ctx, levelNotice, "switched user", "user", id.name, "uid", id.uid, "gid", id.gid)
 		return checkWritable(c.db, id)
 	}
 	return nil

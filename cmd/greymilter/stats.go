@@ -19,11 +19,10 @@ import (
 // hour), what the store holds, and optionally a PNG graph.
 func runStats(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("greymilter stats", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: greymilter stats [flags]\n\nSums up greymilter's decision log.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard) // errors are written below, once
+	// --help goes to standard output (below); a bad flag says only what
+	// is wrong.
+	fs.Usage = func() {}
 	db := fs.String("db", "greymilter.db", "greymilter's database: SQLite file or postgres:// URL")
 	days := fs.Int("days", 7, "how many days back")
 	hourly := fs.Bool("hourly", false, "one row per hour instead of per day")
@@ -34,6 +33,9 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 	autoWhitelist := fs.Int("auto-whitelist-clients", 5, "passes that make a client auto-whitelisted, as greymilter runs with")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintf(stdout, "Usage: greymilter stats [flags]\n\nSums up greymilter's decision log (reads the database; does not talk to the daemon).\n\nFlags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return 0
 		}
 		fmt.Fprintf(stderr, "greymilter stats: %v\n", err)

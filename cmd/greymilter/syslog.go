@@ -31,11 +31,12 @@ func newSyslogHandler(network, raddr, tag string, opts *slog.HandlerOptions, jso
 		return slog.NewTextHandler(out, &o)
 	}
 	return &syslogHandler{
-		level: opts.Level,
-		debug: newHandler(w.Debug),
-		info:  newHandler(w.Info),
-		warn:  newHandler(w.Warning),
-		err:   newHandler(w.Err),
+		level:  opts.Level,
+		debug:  newHandler(w.Debug),
+		info:   newHandler(w.Info),
+		notice: newHandler(w.Notice),
+		warn:   newHandler(w.Warning),
+		err:    newHandler(w.Err),
 	}, nil
 }
 
@@ -49,8 +50,8 @@ func (w syslogWriter) Write(p []byte) (int, error) {
 }
 
 type syslogHandler struct {
-	level                  slog.Leveler
-	debug, info, warn, err slog.Handler
+	level                          slog.Leveler
+	debug, info, notice, warn, err slog.Handler
 }
 
 func (h *syslogHandler) Enabled(_ context.Context, l slog.Level) bool {
@@ -63,6 +64,8 @@ func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
 		return h.err.Handle(ctx, r)
 	case r.Level >= slog.LevelWarn:
 		return h.warn.Handle(ctx, r)
+	case r.Level >= levelNotice:
+		return h.notice.Handle(ctx, r)
 	case r.Level >= slog.LevelInfo:
 		return h.info.Handle(ctx, r)
 	}
@@ -70,9 +73,9 @@ func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h *syslogHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &syslogHandler{h.level, h.debug.WithAttrs(as), h.info.WithAttrs(as), h.warn.WithAttrs(as), h.err.WithAttrs(as)}
+	return &syslogHandler{h.level, h.debug.WithAttrs(as), h.info.WithAttrs(as), h.notice.WithAttrs(as), h.warn.WithAttrs(as), h.err.WithAttrs(as)}
 }
 
 func (h *syslogHandler) WithGroup(name string) slog.Handler {
-	return &syslogHandler{h.level, h.debug.WithGroup(name), h.info.WithGroup(name), h.warn.WithGroup(name), h.err.WithGroup(name)}
+	return &syslogHandler{h.level, h.debug.WithGroup(name), h.info.WithGroup(name), h.notice.WithGroup(name), h.warn.WithGroup(name), h.err.WithGroup(name)}
 }

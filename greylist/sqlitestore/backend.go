@@ -13,8 +13,8 @@ func init() {
 	greylist.Register(greylist.Backend{
 		Name:  "sqlite",
 		Match: func(dsn string) bool { return !strings.Contains(dsn, "://") },
-		Open: func(_ context.Context, dsn string, _ greylist.Options) (greylist.Store, error) {
-			return Open(dsn)
+		Open: func(_ context.Context, dsn string, opts greylist.Options) (greylist.Store, error) {
+			return open(dsn, opts.Log)
 		},
 	})
 }

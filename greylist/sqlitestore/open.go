@@ -17,7 +17,13 @@ import (
 
 // Open opens (creating and migrating as needed) the database at path;
 // ":memory:" keeps everything in memory.
-func Open(path string) (*Store, error) {
+func Open(path string) (*Store, error) { return open(path, nil) }
+
+// open is Open logging through log (nil: slog.Default()).
+func open(path string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	memory := path == ":memory:"
 	params := url.Values{
 		"_busy_timeout": {"5000"},
@@ -99,10 +105,10 @@ func Open(path string) (*Store, error) {
 			start := time.Now()
 			if err := s.ix.fill(fillCtx, s.r); err != nil && fillCtx.Err() == nil {
 				// The database still answers what the index cannot.
-				slog.Error("greylist: filling the in-memory index failed; reads go to the database", "db", path, "err", err)
+				log.Error("filling the in-memory index failed; reads go to the database", "db", path, "err", err)
 				return
 			}
-			slog.Debug("greylist: in-memory index filled", "db", path, "took", time.Since(start))
+			log.Debug("in-memory index filled", "db", path, "took", time.Since(start))
 		}()
 	}
 	return s, nil

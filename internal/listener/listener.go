@@ -47,7 +47,8 @@ type Limited struct {
 	closeOne sync.Once
 }
 
-// New wraps ln. max < 1 means no limit; name says which front end in logs.
+// New wraps ln. max < 1 means no limit; name says which front end in
+// metrics, and log should say it too (greymilter gives component=NAME).
 func New(ln net.Listener, max int, log *slog.Logger, name string) *Limited {
 	if log == nil {
 		log = slog.Default()
@@ -85,7 +86,7 @@ func (l *Limited) Accept() (net.Conn, error) {
 			l.failures.Add(1)
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
 			if !l.failing.Swap(true) {
-				l.log.Error(l.name+": accept failed; retrying with back-off", "err", err)
+				l.log.Error("accept failed; retrying with back-off", "err", err)
 			}
 			select {
 			case <-time.After(backoff):
@@ -95,19 +96,19 @@ func (l *Limited) Accept() (net.Conn, error) {
 			continue
 		}
 		if l.failing.Swap(false) {
-			l.log.Info(l.name + ": accepting connections again")
+			l.log.Info("accepting connections again")
 		}
 		backoff = 0
 		if l.max > 0 && l.open.Load() >= int64(l.max) {
 			c.Close()
 			l.refused.Add(1)
 			if !l.full.Swap(true) {
-				l.log.Warn(l.name+": connection limit reached; closing new connections until some end", "max_connections", l.max)
+				l.log.Warn("connection limit reached; closing new connections until some end", "max_connections", l.max)
 			}
 			continue
 		}
 		if l.full.Swap(false) {
-			l.log.Info(l.name+": below the connection limit again", "max_connections", l.max, "refused_total", l.refused.Load())
+			l.log.Info("below the connection limit again", "max_connections", l.max, "refused_total", l.refused.Load())
 		}
 		l.open.Add(1)
 		return &conn{Conn: c, l: l}, nil

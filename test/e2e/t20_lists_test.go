@@ -123,7 +123,7 @@ func TestT20ListsReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	gm.Signal(syscall.SIGHUP)
-	gm.WaitRecord(func(r harness.LogRecord) bool { return r["msg"] == "lists reloaded" })
+	gm.WaitRecord(func(r harness.LogRecord) bool { return r["msg"] == "configuration reloaded" })
 	if r := send("192.0.2.31", "t20r-b"); r.Code != 550 || !strings.HasPrefix(r.String(), "550 5.7.1 ") {
 		t.Fatalf("after the edit and SIGHUP: %v, want 550 5.7.1", r)
 	}

@@ -153,7 +153,9 @@ func TestT60MaxConnections(t *testing.T) {
 			t.Fatalf("milter connection %d over the limit still open after 5s", max+i+1)
 		}
 	}
-	gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], "milter: connection limit reached") })
+	gm.WaitRecord(func(r harness.LogRecord) bool {
+		return r["component"] == "milter" && strings.HasPrefix(r["msg"], "connection limit reached")
+	})
 	m := metrics(t, gm)
 	for _, want := range []string{`greymilter_connections_open{frontend="milter"} 20`, `greymilter_connections_refused_total{frontend="milter"} 5`} {
 		if !strings.Contains(m, want+"\n") {
@@ -215,7 +217,9 @@ func TestT60MaxConnections(t *testing.T) {
 	if !closedByServer(dialTCP(t, paddr), 5*time.Second) {
 		t.Fatal("policy connection over the limit still open after 5s")
 	}
-	gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], "policy: connection limit reached") })
+	gm.WaitRecord(func(r harness.LogRecord) bool {
+		return r["component"] == "policy" && strings.HasPrefix(r["msg"], "connection limit reached")
+	})
 	if m := metrics(t, gm); !strings.Contains(m, `greymilter_connections_refused_total{frontend="policy"} 1`+"\n") {
 		t.Errorf("metrics lack the refused policy connection:\n%s", m)
 	}
@@ -388,7 +392,9 @@ func TestT60FileDescriptorLimit(t *testing.T) {
 		conns[i] = dialTCP(t, addr)
 	}
 	for _, fe := range []string{"milter", "policy"} {
-		gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], fe+": accept failed") })
+		gm.WaitRecord(func(r harness.LogRecord) bool {
+			return r["component"] == fe && strings.HasPrefix(r["msg"], "accept failed")
+		})
 	}
 	time.Sleep(2 * time.Second)
 	stillRunning(t, gm)
@@ -420,7 +426,9 @@ func TestT60FileDescriptorLimit(t *testing.T) {
 		t.Fatalf("policy after descriptors were freed: %q %v", line, err)
 	}
 	for _, fe := range []string{"milter", "policy"} {
-		gm.WaitRecord(func(r harness.LogRecord) bool { return strings.Contains(r["msg"], fe+": accepting connections again") })
+		gm.WaitRecord(func(r harness.LogRecord) bool {
+			return r["component"] == fe && r["msg"] == "accepting connections again"
+		})
 	}
 	stillRunning(t, gm)
 }

@@ -79,7 +79,7 @@ func TestT63HangupDuringStart(t *testing.T) {
 			stop()
 			t.Fatalf("start %d: greymilter not ready 30s after SIGHUP\n%s", i, readLog())
 		}
-		reloaded := waitFor(done, 10*time.Second, func() bool { return strings.Contains(readLog(), `msg="reloading (SIGHUP)"`) })
+		reloaded := waitFor(done, 10*time.Second, func() bool { return strings.Contains(readLog(), `msg="reloading the configuration (SIGHUP)"`) })
 		stop()
 		if !reloaded {
 			t.Errorf("start %d: the SIGHUP during start was not honoured once ready (no reload)\n%s", i, readLog())

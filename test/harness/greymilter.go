@@ -107,7 +107,7 @@ type GreymilterProcess struct {
 // Greymilter starts the real greymilter binary listening on a free loopback
 // port with a file database in the test's temp dir:
 //
-//	greymilter -s inet:127.0.0.1:PORT --db DIR/greymilter.db [--dns 127.0.0.1:DEAD] [--allow-root] ARGS...
+//	greymilter -s inet:127.0.0.1:PORT --db DIR/greymilter.db [--dns 127.0.0.1:DEAD] [--allow-root] [-v] ARGS...
 //
 // and waits until it accepts connections. Flags in args come last, so they
 // win over the harness's (e.g. --db :memory:). A socket given in args (-s,
@@ -116,7 +116,8 @@ type GreymilterProcess struct {
 // (--dns), greymilter is given a loopback port where no DNS server listens:
 // no test asks the outside world, and lookups (SPF, reverse names) fail at
 // once so that their steps abstain. Run as root, greymilter is given
-// --allow-root unless args say --user or --allow-root. The process is stopped with SIGTERM
+// --allow-root unless args say --user or --allow-root. Unless args set the
+// verbosity, -v logs one line per decision. The process is stopped with SIGTERM
 // when the test ends; if the test failed its log is written to the test
 // log.
 func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
@@ -154,6 +155,9 @@ func Greymilter(t testing.TB, args ...string) *GreymilterProcess {
 	if os.Geteuid() == 0 && !hasFlag(args, "--user", "--allow-root") {
 		// Tests run as root; greymilter refuses root unless told.
 		args = append([]string{"--allow-root"}, args...)
+	}
+	if !setsVerbosity(args) {
+		args = append([]string{"-v"}, args...)
 	}
 	g.Args = append([]string{"--db", g.DB}, args...)
 	g.bin = GreymilterBinary(t)
@@ -193,6 +197,16 @@ func hasFlag(args []string, names ...string) bool {
 			if a == n || strings.HasPrefix(a, n+"=") {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// setsVerbosity tells whether args give -v, -vv... or --verbose.
+func setsVerbosity(args []string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, "--verbose") || strings.HasPrefix(a, "-v") && strings.Trim(a[1:], "v") == "" {
+			return true
 		}
 	}
 	return false
@@ -294,17 +308,18 @@ func listeningOn(log string) (addr string, ok bool) {
 }
 
 // serviceAddr finds the "listening" line of a greymilter service (milter,
-// policy) and returns its TCP address (empty for a unix socket).
+// policy), in text or JSON, and returns its TCP address (empty for a unix
+// socket).
 func serviceAddr(log, service string) (addr string, ok bool) {
 	for _, line := range strings.Split(log, "\n") {
-		if !strings.Contains(line, "msg=listening") {
+		rec := ParseLogRecord(line)
+		if rec == nil || rec["msg"] != "listening" {
 			continue
 		}
-		if _, rest, found := strings.Cut(line, `service="`+service+` inet:`); found {
-			addr, _, _ = strings.Cut(rest, `"`)
-			return addr, true
+		if rest, found := strings.CutPrefix(rec["service"], service+" inet:"); found {
+			return rest, true
 		}
-		if strings.Contains(line, `service="`+service+` `) {
+		if strings.HasPrefix(rec["service"], service+" ") {
 			return "", true
 		}
 	}

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -9,11 +11,21 @@ import (
 type LogRecord map[string]string
 
 // ParseLogRecord parses a line written by slog's TextHandler
-// (key=value key="quoted value" ...). It returns nil for a line that is not
-// one.
+// (key=value key="quoted value" ...) or JSONHandler ({"key":value,...},
+// values as text). It returns nil for a line that is not one.
 func ParseLogRecord(line string) LogRecord {
 	rec := LogRecord{}
 	rest := strings.TrimSpace(line)
+	if strings.HasPrefix(rest, "{") {
+		var fields map[string]any
+		if json.Unmarshal([]byte(rest), &fields) != nil {
+			return nil
+		}
+		for k, v := range fields {
+			rec[k] = fmt.Sprint(v)
+		}
+		return rec
+	}
 	for rest != "" {
 		key, after, ok := strings.Cut(rest, "=")
 		if !ok || key == "" || strings.ContainsAny(key, " \"") {
