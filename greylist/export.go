@@ -36,6 +36,11 @@ func TripletLine(t Triplet) ExportLine {
 		FirstSeen: t.FirstSeen.UTC(), LastSeen: t.LastSeen.UTC(), PassedAt: utc(t.PassedAt), Attempts: t.Attempts}
 }
 
+// ClientLine is the export line of a client.
+func ClientLine(c ClientEntry) ExportLine {
+	return ExportLine{Type: "client", Client: c.Client, Passes: c.Passes, LastSeen: utc(c.LastSeen)}
+}
+
 // WhitelistLine is the export line of a runtime whitelist entry.
 func WhitelistLine(e WhitelistEntry) ExportLine {
 	return ExportLine{Type: "whitelist", Network: e.Network.String(), Added: utc(e.Added), Expires: utc(e.Expires), Note: e.Note}
@@ -49,14 +54,24 @@ func utc(t time.Time) time.Time {
 }
 
 // Export writes everything a store holds but its decision counts to w,
-// one JSON object a line.
+// one JSON object a line, and returns the number of lines.
 func Export(ctx context.Context, a Admin, w io.Writer) (int, error) {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
+	n, err := ExportLines(ctx, a, func(l ExportLine) error { return enc.Encode(l) })
+	if err != nil {
+		return n, err
+	}
+	return n, bw.Flush()
+}
+
+// ExportLines hands everything a store holds but its decision counts to
+// emit, a line at a time: triplets, clients, runtime whitelist entries.
+func ExportLines(ctx context.Context, a Admin, emit func(ExportLine) error) (int, error) {
 	n := 0
 	put := func(l ExportLine) error {
 		n++
-		return enc.Encode(l)
+		return emit(l)
 	}
 	ts, err := a.List(ctx, Filter{})
 	if err != nil {
@@ -72,7 +87,7 @@ func Export(ctx context.Context, a Admin, w io.Writer) (int, error) {
 		return n, err
 	}
 	for _, c := range cs {
-		if err := put(ExportLine{Type: "client", Client: c.Client, Passes: c.Passes, LastSeen: utc(c.LastSeen)}); err != nil {
+		if err := put(ClientLine(c)); err != nil {
 			return n, err
 		}
 	}
@@ -85,7 +100,7 @@ func Export(ctx context.Context, a Admin, w io.Writer) (int, error) {
 			return n, err
 		}
 	}
-	return n, bw.Flush()
+	return n, nil
 }
 
 // Imported is what an import holds, read and checked whole before
@@ -175,4 +190,19 @@ func (im *Imported) Write(ctx context.Context, a Admin) error {
 		}
 	}
 	return nil
+}
+
+// Lines gives what was imported back as export lines, to send on.
+func (im *Imported) Lines() []ExportLine {
+	out := make([]ExportLine, 0, im.Len())
+	for _, t := range im.Triplets {
+		out = append(out, TripletLine(t))
+	}
+	for _, c := range im.Clients {
+		out = append(out, ClientLine(c))
+	}
+	for _, e := range im.Whitelist {
+		out = append(out, WhitelistLine(e))
+	}
+	return out
 }
