@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,7 @@ type ExplainRequest struct {
 type Done struct {
 	Done        bool         `json:"done"`
 	Error       string       `json:"error,omitempty"`
+	Refused     bool         `json:"refused,omitempty"` // Error is an ErrRefused
 	Count       int          `json:"count"`
 	Purged      *Purged      `json:"purged,omitempty"`
 	Explanation *Explanation `json:"explanation,omitempty"`
@@ -357,7 +359,7 @@ func (s *Server) serveConn(c net.Conn) {
 		})
 		done.Done = true
 		if err != nil {
-			done.Error = err.Error()
+			done.Error, done.Refused = err.Error(), errors.Is(err, ErrRefused)
 		}
 		if s.Log != nil && req.Cmd != "ping" && req.Cmd != "list" && req.Cmd != "export" && req.Cmd != "explain" && req.Cmd != "whitelist-list" {
 			s.Log.Info("control command", "cmd", req.Cmd, "client", req.Client, "sender", req.Sender, "recipient", req.Recipient, "count", done.Count, "error", done.Error)
@@ -430,6 +432,9 @@ func (c *Client) Do(req Request, emit func(greylist.ExportLine) error) (Done, er
 		}
 		if !l.Done.Done {
 			return Done{}, errors.New("control: bad answer: neither item nor end")
+		}
+		if l.Refused {
+			return l.Done, fmt.Errorf("%w%s", ErrRefused, strings.TrimPrefix(l.Error, ErrRefused.Error()))
 		}
 		if l.Error != "" {
 			return l.Done, errors.New(l.Error)
