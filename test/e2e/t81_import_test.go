@@ -45,12 +45,12 @@ func policyAsk(t *testing.T, addr, client, sender, rcpt string) string {
 	return ""
 }
 
-// TestT71ImportPostgrey: the real postgrey greylists two triplets, one of
+// TestT81ImportPostgrey: the real postgrey greylists two triplets, one of
 // which passes after its delay; its database, once postgrey stopped, is
 // imported into a running greymilter through its control socket: the
 // passed triplet passes at once as known, the waiting one keeps its first
 // sighting, and postgrey's client auto-whitelist comes over as passes.
-func TestT71ImportPostgrey(t *testing.T) {
+func TestT81ImportPostgrey(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "postgrey", "db_dump", "postfix")
 	pgUser, err := user.Lookup("postgrey")
@@ -104,7 +104,7 @@ func TestT71ImportPostgrey(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	passedRcpt, waitingRcpt := "t71-passed@"+harness.Domain, "t71-waiting@"+harness.Domain
+	passedRcpt, waitingRcpt := "t81-passed@"+harness.Domain, "t81-waiting@"+harness.Domain
 	if a := policyAsk(t, addr, "198.51.100.71", "alice@sender.example", passedRcpt); !strings.HasPrefix(a, "DEFER_IF_PERMIT") {
 		t.Fatalf("postgrey, first attempt: %q", a)
 	}
@@ -153,12 +153,12 @@ func TestT71ImportPostgrey(t *testing.T) {
 	}
 }
 
-// TestT71ImportSQLgrey: an sqlgrey database in SQLite, with sqlgrey's own
+// TestT81ImportSQLgrey: an sqlgrey database in SQLite, with sqlgrey's own
 // tables (the CREATE statements of sqlgrey 1.8) and rows as sqlgrey writes
 // them (now() is unix seconds in its SQLite), imported into a stopped
 // greymilter's file: connect rows become waiting triplets, a domain_awl
 // entry makes its client auto-whitelisted.
-func TestT71ImportSQLgrey(t *testing.T) {
+func TestT81ImportSQLgrey(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "postfix")
 	path := filepath.Join(t.TempDir(), "sqlgrey.db")
@@ -167,8 +167,8 @@ func TestT71ImportSQLgrey(t *testing.T) {
 CREATE TABLE from_awl (sender_name varchar(64) NOT NULL, sender_domain varchar(255) NOT NULL, src varchar(39) NOT NULL, first_seen timestamp NOT NULL, last_seen timestamp NOT NULL, PRIMARY KEY (src, sender_domain, sender_name));
 CREATE TABLE domain_awl (sender_domain varchar(255) NOT NULL, src varchar(39) NOT NULL, first_seen timestamp NOT NULL, last_seen timestamp NOT NULL, PRIMARY KEY (src, sender_domain));
 CREATE TABLE connect (sender_name varchar(64) NOT NULL, sender_domain varchar(255) NOT NULL, src varchar(39) NOT NULL, rcpt varchar(255) NOT NULL, first_seen timestamp NOT NULL);
-INSERT INTO connect VALUES ('carol', 'sender.example', '198.51.100', 't71s-waiting@%[2]s', %[1]d);
-INSERT INTO connect VALUES ('dave', 'sender.example', '192.0.2.9', 't71s-other@%[2]s', %[1]d);
+INSERT INTO connect VALUES ('carol', 'sender.example', '198.51.100', 't81s-waiting@%[2]s', %[1]d);
+INSERT INTO connect VALUES ('dave', 'sender.example', '192.0.2.9', 't81s-other@%[2]s', %[1]d);
 INSERT INTO from_awl VALUES ('erin', 'sender.example', '203.0.113', %[1]d, %[1]d);
 INSERT INTO domain_awl VALUES ('partner.example', '203.0.113', %[1]d, %[1]d);
 `, now-60, harness.Domain)
@@ -188,12 +188,12 @@ INSERT INTO domain_awl VALUES ('partner.example', '203.0.113', %[1]d, %[1]d);
 	}
 	gm.Restart()
 	pf := harness.Postfix(t, harness.PostfixOptions{Milter: gm.Socket})
-	env := harness.Envelope{ClientAddr: "198.51.100.5", From: "carol@sender.example", To: []string{"t71s-waiting@" + harness.Domain}}
+	env := harness.Envelope{ClientAddr: "198.51.100.5", From: "carol@sender.example", To: []string{"t81s-waiting@" + harness.Domain}}
 	if r := harness.Send(t, pf.Addr, env).Rcpt[0]; r.Code != 451 {
 		t.Fatalf("sqlgrey's waiting triplet: %v", r)
 	}
 	decision(t, gm, env.To[0], 1, "greylist", "early-retry")
-	env = harness.Envelope{ClientAddr: "203.0.113.77", From: "someone@partner.example", To: []string{"t71s-awl@" + harness.Domain}}
+	env = harness.Envelope{ClientAddr: "203.0.113.77", From: "someone@partner.example", To: []string{"t81s-awl@" + harness.Domain}}
 	accepted(t, "sqlgrey's auto-whitelisted client", harness.Send(t, pf.Addr, env).Rcpt[0])
 	decision(t, gm, env.To[0], 1, "pass", "auto-whitelist")
 }
