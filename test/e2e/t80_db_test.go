@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/greymilter/greymilter/dnstest"
@@ -345,4 +346,47 @@ func sameLines(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// TestT80DBControlSocketOwner: under --user nobody the control socket is
+// bound before the switch, owned by nobody with mode 0600: root and nobody
+// reach the daemon through it, another user does not.
+func TestT80DBControlSocketOwner(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	uid, gid, _ := lookupIDs(t, "nobody", "nogroup")
+	dbDir := dirOwnedBy(t, filepath.Join(harness.TempDir(t), "db"), uid, gid, 0o755)
+	gm := harness.Greymilter(t, "--user", "nobody", "--db", filepath.Join(dbDir, "greymilter.db"))
+	gm.DB = filepath.Join(dbDir, "greymilter.db")
+	fi, err := os.Stat(gm.DB + ".ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 || int(st.Uid) != uid {
+		t.Fatalf("control socket: %v uid %d, want a socket 0600 owned by nobody (%d)", fi.Mode(), st.Uid, uid)
+	}
+	mustDB(t, gm, "through the running greymilter", "whitelist", "--client", "192.0.2.80")
+	bin := harness.GreymilterBinary(t)
+	// The binary lives in a directory only root may enter: run a copy.
+	copyDir := harness.TempDir(t)
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(copyDir, "greymilter")
+	if err := os.WriteFile(other, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []struct {
+		name string
+		ok   bool
+	}{{"nobody", true}, {"postfix", false}} {
+		out, err := exec.Command("runuser", "-u", u.name, "--", other, "db", "whitelist", "--db", gm.DB, "--control-socket", gm.DB+".ctl").CombinedOutput()
+		if u.ok && (err != nil || !strings.Contains(string(out), "192.0.2.80/32")) {
+			t.Errorf("db whitelist as %s: %v\n%s", u.name, err, out)
+		}
+		if !u.ok && (err == nil || !strings.Contains(string(out), "permission denied")) {
+			t.Errorf("db whitelist as %s: %v, want permission denied\n%s", u.name, err, out)
+		}
+	}
 }
