@@ -100,11 +100,15 @@ func TestT80DBWhitelist(t *testing.T) {
 	if err := gm.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	// Without the daemon the command works on the file.
+	// Without the daemon the commands work on the file.
 	mustDB(t, gm, "2 entries", "whitelist")
+	mustDB(t, gm, "whitelisted 203.0.113.0/24 until removed, in "+gm.DB, "whitelist", "--client", "203.0.113.7/24")
 	gm.Restart()
 	accepted(t, "whitelisted after a restart", harness.Send(t, pf.Addr, env).Rcpt[0])
 	decision(t, gm, rcpt, 3, "pass", "runtime-whitelist")
+	env2 := harness.Envelope{ClientAddr: "203.0.113.8", From: "carol@sender.example", To: []string{"t80w2@" + harness.Domain}}
+	accepted(t, "whitelisted on the file while stopped", harness.Send(t, pf.Addr, env2).Rcpt[0])
+	decision(t, gm, env2.To[0], 1, "pass", "runtime-whitelist")
 
 	mustDB(t, gm, "removed 192.0.2.0/24 from the whitelist through the running greymilter", "whitelist", "--remove", "--client", "192.0.2.0/24")
 	if r := harness.Send(t, pf.Addr, env).Rcpt[0]; r.Code != 451 {
@@ -169,7 +173,11 @@ func TestT80DBListPassDelete(t *testing.T) {
 	if err := gm.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	if ts := listed(t, gm, "--pending"); len(ts) != 1 || ts[0]["recipient"] != rcpt {
+		t.Fatalf("db list on the file: %v", ts)
+	}
 	mustDB(t, gm, "passed 1 triplets in "+gm.DB, "pass", "--recipient", rcpt)
+	mustDB(t, gm, "purged 0 triplets not seen for max-age, 0 that never passed, 0 clients, in "+gm.DB, "purge")
 	gm.Restart()
 	send("after db pass on the file", rcpt, 250)
 	decision(t, gm, rcpt, 5, "pass", "known")
