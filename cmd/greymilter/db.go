@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -241,6 +242,9 @@ func (c *dbCommand) do(ctx context.Context, req control.Request, emit func(greyl
 func (c *dbCommand) where() string {
 	if c.daemon != nil {
 		return "through the running greymilter"
+	}
+	if u, err := url.Parse(c.db); err == nil && u.User != nil {
+		return "in " + u.Redacted() // no password on the screen
 	}
 	return "in " + c.db
 }
