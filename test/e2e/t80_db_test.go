@@ -24,7 +24,13 @@ func gmDB(t *testing.T, gm *harness.GreymilterProcess, args ...string) (stdout, 
 
 func gmDBInput(t *testing.T, gm *harness.GreymilterProcess, stdin []byte, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(harness.GreymilterBinary(t), append(append([]string{"db"}, args...), "--db", gm.DB)...)
+	return dbAt(t, gm.DB, stdin, args...)
+}
+
+// dbAt runs `greymilter db ARGS --db db`.
+func dbAt(t *testing.T, db string, stdin []byte, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(harness.GreymilterBinary(t), append(append([]string{"db"}, args...), "--db", db)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != nil {
