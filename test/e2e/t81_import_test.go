@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -12,10 +11,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
-
-	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/greymilter/greymilter/test/harness"
 )
@@ -67,42 +65,9 @@ func TestT81ImportPostgrey(t *testing.T) {
 	if err := os.Chown(dbdir, uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	port := harness.FreePort(t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pg := exec.CommandContext(ctx, "/usr/sbin/postgrey", "--inet="+addr, "--dbdir="+dbdir, "--delay=1",
-		"--auto-whitelist-clients=1", "--user=postgrey", "--group=postgrey")
-	logPath := filepath.Join(dir, "postgrey.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	pg.Stdout, pg.Stderr = logf, logf
-	if err := pg.Start(); err != nil {
-		t.Fatalf("postgrey: %v", err)
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			pg.Process.Kill()
-			pg.Wait()
-		}
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("postgrey does not listen on %s:\n%s", addr, log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(harness.FreePort(t)))
+	stop := startPeer(t, dir, addr, exec.Command("/usr/sbin/postgrey", "--inet="+addr, "--dbdir="+dbdir, "--delay=1",
+		"--auto-whitelist-clients=1", "--user=postgrey", "--group=postgrey"))
 
 	passedRcpt, waitingRcpt := "t81-passed@"+harness.Domain, "t81-waiting@"+harness.Domain
 	if a := policyAsk(t, addr, "198.51.100.71", "alice@sender.example", passedRcpt); !strings.HasPrefix(a, "DEFER_IF_PERMIT") {
@@ -115,15 +80,7 @@ func TestT81ImportPostgrey(t *testing.T) {
 	if a := policyAsk(t, addr, "198.51.100.71", "alice@sender.example", passedRcpt); strings.HasPrefix(a, "DEFER") {
 		t.Fatalf("postgrey, retry after its delay: %q", a)
 	}
-	pg.Process.Signal(os.Interrupt)
-	waited := make(chan error, 1)
-	go func() { waited <- pg.Wait() }()
-	select {
-	case <-waited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("postgrey did not stop within 10s")
-	}
-	stopped = true
+	stop()
 
 	gm, pf := system(t, "--delay", "1h")
 	out, errOut, code := gmDB(t, gm, "import-postgrey", dbdir, "--delay", "1s")
@@ -153,47 +110,113 @@ func TestT81ImportPostgrey(t *testing.T) {
 	}
 }
 
-// TestT81ImportSQLgrey: an sqlgrey database in SQLite, with sqlgrey's own
-// tables (the CREATE statements of sqlgrey 1.8) and rows as sqlgrey writes
-// them (now() is unix seconds in its SQLite), imported into a stopped
-// greymilter's file: connect rows become waiting triplets, a domain_awl
-// entry makes its client auto-whitelisted.
+// startPeer starts another greylisting daemon (postgrey, sqlgrey) as
+// cmd, logging to dir, and waits until it listens on addr. stop ends it
+// with SIGTERM.
+func startPeer(t *testing.T, dir, addr string, cmd *exec.Cmd) (stop func()) {
+	t.Helper()
+	name := filepath.Base(cmd.Path)
+	logPath := filepath.Join(dir, name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("%s: %v", name, err)
+	}
+	waited := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(waited) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-waited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-waited
+			t.Errorf("%s did not stop within 10s of SIGTERM", name)
+		}
+	}
+	t.Cleanup(stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return stop
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("%s does not listen on %s:\n%s", name, addr, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestT81ImportSQLgrey: the real sqlgrey (Debian's package, on an SQLite
+// database) greylists a triplet that never comes back, and passes two
+// senders of one domain from one class C network after their retry, which
+// it turns into a domain auto-whitelist entry; its database, imported into
+// a stopped greymilter's file, makes the waiting triplet an early retry and
+// the network auto-whitelisted at greymilter.
 func TestT81ImportSQLgrey(t *testing.T) {
 	t.Parallel()
-	harness.Require(t, "postfix")
-	path := filepath.Join(t.TempDir(), "sqlgrey.db")
-	now := time.Now().Unix()
-	script := fmt.Sprintf(`
-CREATE TABLE from_awl (sender_name varchar(64) NOT NULL, sender_domain varchar(255) NOT NULL, src varchar(39) NOT NULL, first_seen timestamp NOT NULL, last_seen timestamp NOT NULL, PRIMARY KEY (src, sender_domain, sender_name));
-CREATE TABLE domain_awl (sender_domain varchar(255) NOT NULL, src varchar(39) NOT NULL, first_seen timestamp NOT NULL, last_seen timestamp NOT NULL, PRIMARY KEY (src, sender_domain));
-CREATE TABLE connect (sender_name varchar(64) NOT NULL, sender_domain varchar(255) NOT NULL, src varchar(39) NOT NULL, rcpt varchar(255) NOT NULL, first_seen timestamp NOT NULL);
-INSERT INTO connect VALUES ('carol', 'sender.example', '198.51.100', 't81s-waiting@%[2]s', %[1]d);
-INSERT INTO connect VALUES ('dave', 'sender.example', '192.0.2.9', 't81s-other@%[2]s', %[1]d);
-INSERT INTO from_awl VALUES ('erin', 'sender.example', '203.0.113', %[1]d, %[1]d);
-INSERT INTO domain_awl VALUES ('partner.example', '203.0.113', %[1]d, %[1]d);
-`, now-60, harness.Domain)
-	sq := exec.Command("sqlite3", path)
-	sq.Stdin = strings.NewReader(script)
-	if out, err := sq.CombinedOutput(); err != nil {
-		t.Fatalf("sqlite3: %v\n%s", err, out)
+	harness.Require(t, "sqlgrey", "postfix")
+	sg, err := user.Lookup("sqlgrey")
+	if err != nil {
+		t.Fatalf("sqlgrey's user: %v", err)
 	}
+	uid, _ := strconv.Atoi(sg.Uid)
+	gid, _ := strconv.Atoi(sg.Gid)
+	dir := harness.TempDir(t)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(harness.FreePort(t)))
+	db := filepath.Join(dir, "sqlgrey.db")
+	conf := filepath.Join(dir, "sqlgrey.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("loglevel = 2\ninet = %s\nuser = sqlgrey\ngroup = sqlgrey\ndb_type = SQLite\ndb_name = %s\nreconnect_delay = 0\ngroup_domain_level = 2\ngreymethod = classc\n", addr, db)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := startPeer(t, dir, addr, exec.Command("/usr/sbin/sqlgrey", "-f", conf))
+	waiting := "t81s-waiting@" + harness.Domain
+	ask := func(client, sender, rcpt string, pass bool) {
+		t.Helper()
+		a := policyAsk(t, addr, client, sender, rcpt)
+		if strings.HasPrefix(strings.ToLower(a), "defer") == pass {
+			t.Fatalf("sqlgrey: %s <%s> <%s>: %q", client, sender, rcpt, a)
+		}
+	}
+	ask("192.0.2.81", "carol@sender.example", waiting, false)
+	ask("198.51.100.81", "erin@partner.example", "t81s-1@"+harness.Domain, false)
+	ask("198.51.100.81", "frank@partner.example", "t81s-2@"+harness.Domain, false)
+	time.Sleep(2 * time.Second) // sqlgrey's delay counts in whole minutes from 0
+	ask("198.51.100.81", "erin@partner.example", "t81s-1@"+harness.Domain, true)
+	ask("198.51.100.81", "frank@partner.example", "t81s-2@"+harness.Domain, true)
+	stop()
 
 	gm := harness.Greymilter(t, "--delay", "1h")
 	if err := gm.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := gmDB(t, gm, "import-sqlgrey", "sqlite:"+path)
-	if code != 0 || !strings.Contains(out, "imported 2 triplets, 1 clients") || !strings.Contains(out, "in "+gm.DB) {
+	out, errOut, code := gmDB(t, gm, "import-sqlgrey", "sqlite:"+db)
+	if code != 0 || !strings.Contains(out, "imported 1 triplets, 1 clients") || !strings.Contains(out, "in "+gm.DB) {
 		t.Fatalf("import-sqlgrey: exit %d\n%s%s", code, out, errOut)
 	}
 	gm.Restart()
 	pf := harness.Postfix(t, harness.PostfixOptions{Milter: gm.Socket})
-	env := harness.Envelope{ClientAddr: "198.51.100.5", From: "carol@sender.example", To: []string{"t81s-waiting@" + harness.Domain}}
+	env := harness.Envelope{ClientAddr: "192.0.2.5", From: "carol@sender.example", To: []string{waiting}}
 	if r := harness.Send(t, pf.Addr, env).Rcpt[0]; r.Code != 451 {
 		t.Fatalf("sqlgrey's waiting triplet: %v", r)
 	}
-	decision(t, gm, env.To[0], 1, "greylist", "early-retry")
-	env = harness.Envelope{ClientAddr: "203.0.113.77", From: "someone@partner.example", To: []string{"t81s-awl@" + harness.Domain}}
-	accepted(t, "sqlgrey's auto-whitelisted client", harness.Send(t, pf.Addr, env).Rcpt[0])
+	decision(t, gm, waiting, 1, "greylist", "early-retry")
+	env = harness.Envelope{ClientAddr: "198.51.100.77", From: "someone@elsewhere.example", To: []string{"t81s-awl@" + harness.Domain}}
+	accepted(t, "sqlgrey's auto-whitelisted network", harness.Send(t, pf.Addr, env).Rcpt[0])
 	decision(t, gm, env.To[0], 1, "pass", "auto-whitelist")
 }
