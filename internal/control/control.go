@@ -249,7 +249,6 @@ type Server struct {
 	Ops *Ops
 	Log interface {
 		Info(msg string, args ...any)
-		Warn(msg string, args ...any)
 	}
 
 	mu     sync.Mutex
@@ -336,7 +335,7 @@ const maxRequest = 16 << 20
 
 func (s *Server) serveConn(c net.Conn) {
 	defer c.Close()
-	r := bufio.NewReader(io.LimitReader(c, 1<<40))
+	r := bufio.NewReader(c)
 	w := bufio.NewWriter(c)
 	enc := json.NewEncoder(w)
 	for {
