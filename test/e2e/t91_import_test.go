@@ -43,12 +43,12 @@ func policyAsk(t *testing.T, addr, client, sender, rcpt string) string {
 	return ""
 }
 
-// TestT81ImportPostgrey: the real postgrey greylists two triplets, one of
+// TestT91ImportPostgrey: the real postgrey greylists two triplets, one of
 // which passes after its delay; its database, once postgrey stopped, is
 // imported into a running greymilter through its control socket: the
 // passed triplet passes at once as known, the waiting one keeps its first
 // sighting, and postgrey's client auto-whitelist comes over as passes.
-func TestT81ImportPostgrey(t *testing.T) {
+func TestT91ImportPostgrey(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "postgrey", "db_dump", "postfix")
 	pgUser, err := user.Lookup("postgrey")
@@ -69,7 +69,7 @@ func TestT81ImportPostgrey(t *testing.T) {
 	stop := startPeer(t, dir, addr, exec.Command("/usr/sbin/postgrey", "--inet="+addr, "--dbdir="+dbdir, "--delay=1",
 		"--auto-whitelist-clients=1", "--user=postgrey", "--group=postgrey"))
 
-	passedRcpt, waitingRcpt := "t81-passed@"+harness.Domain, "t81-waiting@"+harness.Domain
+	passedRcpt, waitingRcpt := "t91-passed@"+harness.Domain, "t91-waiting@"+harness.Domain
 	if a := policyAsk(t, addr, "198.51.100.71", "alice@sender.example", passedRcpt); !strings.HasPrefix(a, "DEFER_IF_PERMIT") {
 		t.Fatalf("postgrey, first attempt: %q", a)
 	}
@@ -159,13 +159,13 @@ func startPeer(t *testing.T, dir, addr string, cmd *exec.Cmd) (stop func()) {
 	}
 }
 
-// TestT81ImportSQLgrey: the real sqlgrey (Debian's package, on an SQLite
+// TestT91ImportSQLgrey: the real sqlgrey (Debian's package, on an SQLite
 // database) greylists a triplet that never comes back, and passes two
 // senders of one domain from one class C network after their retry, which
 // it turns into a domain auto-whitelist entry; its database, imported into
 // a stopped greymilter's file, makes the waiting triplet an early retry and
 // the network auto-whitelisted at greymilter.
-func TestT81ImportSQLgrey(t *testing.T) {
+func TestT91ImportSQLgrey(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "sqlgrey", "postfix")
 	sg, err := user.Lookup("sqlgrey")
@@ -185,7 +185,7 @@ func TestT81ImportSQLgrey(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := startPeer(t, dir, addr, exec.Command("/usr/sbin/sqlgrey", "-f", conf))
-	waiting := "t81s-waiting@" + harness.Domain
+	waiting := "t91s-waiting@" + harness.Domain
 	ask := func(client, sender, rcpt string, pass bool) {
 		t.Helper()
 		a := policyAsk(t, addr, client, sender, rcpt)
@@ -194,11 +194,11 @@ func TestT81ImportSQLgrey(t *testing.T) {
 		}
 	}
 	ask("192.0.2.81", "carol@sender.example", waiting, false)
-	ask("198.51.100.81", "erin@partner.example", "t81s-1@"+harness.Domain, false)
-	ask("198.51.100.81", "frank@partner.example", "t81s-2@"+harness.Domain, false)
+	ask("198.51.100.81", "erin@partner.example", "t91s-1@"+harness.Domain, false)
+	ask("198.51.100.81", "frank@partner.example", "t91s-2@"+harness.Domain, false)
 	time.Sleep(2 * time.Second) // sqlgrey's delay counts in whole minutes from 0
-	ask("198.51.100.81", "erin@partner.example", "t81s-1@"+harness.Domain, true)
-	ask("198.51.100.81", "frank@partner.example", "t81s-2@"+harness.Domain, true)
+	ask("198.51.100.81", "erin@partner.example", "t91s-1@"+harness.Domain, true)
+	ask("198.51.100.81", "frank@partner.example", "t91s-2@"+harness.Domain, true)
 	stop()
 
 	gm := harness.Greymilter(t, "--delay", "1h")
@@ -216,7 +216,7 @@ func TestT81ImportSQLgrey(t *testing.T) {
 		t.Fatalf("sqlgrey's waiting triplet: %v", r)
 	}
 	decision(t, gm, waiting, 1, "greylist", "early-retry")
-	env = harness.Envelope{ClientAddr: "198.51.100.77", From: "someone@elsewhere.example", To: []string{"t81s-awl@" + harness.Domain}}
+	env = harness.Envelope{ClientAddr: "198.51.100.77", From: "someone@elsewhere.example", To: []string{"t91s-awl@" + harness.Domain}}
 	accepted(t, "sqlgrey's auto-whitelisted network", harness.Send(t, pf.Addr, env).Rcpt[0])
 	decision(t, gm, env.To[0], 1, "pass", "auto-whitelist")
 }

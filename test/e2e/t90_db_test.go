@@ -76,13 +76,13 @@ func listed(t *testing.T, gm *harness.GreymilterProcess, filter ...string) []map
 	return ts
 }
 
-// TestT80DBWhitelist: `db whitelist` reaches the running greymilter (the
+// TestT90DBWhitelist: `db whitelist` reaches the running greymilter (the
 // next attempt of a greylisted client passes, no restart), survives a
 // restart, and `db whitelist --remove` ends it at once.
-func TestT80DBWhitelist(t *testing.T) {
+func TestT90DBWhitelist(t *testing.T) {
 	t.Parallel()
 	gm, pf := system(t, "--delay", "1h")
-	rcpt := "t80w@" + harness.Domain
+	rcpt := "t90w@" + harness.Domain
 	env := harness.Envelope{ClientAddr: "192.0.2.71", From: "alice@sender.example", To: []string{rcpt}}
 	if r := harness.Send(t, pf.Addr, env).Rcpt[0]; r.Code != 451 {
 		t.Fatalf("first attempt: %v, want 451", r)
@@ -90,7 +90,7 @@ func TestT80DBWhitelist(t *testing.T) {
 	if fi, err := os.Stat(gm.DB + ".ctl"); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("control socket %s.ctl: %v %v, want a socket of mode 0600", gm.DB, fi, err)
 	}
-	mustDB(t, gm, "whitelisted 192.0.2.0/24 until ", "whitelist", "--client", "192.0.2.0/24", "--for", "2h", "--note", "t80")
+	mustDB(t, gm, "whitelisted 192.0.2.0/24 until ", "whitelist", "--client", "192.0.2.0/24", "--for", "2h", "--note", "t90")
 	mustDB(t, gm, "through the running greymilter", "whitelist", "--client", "2001:db8:70::/48")
 	res := harness.Send(t, pf.Addr, env)
 	accepted(t, "after db whitelist", res.Rcpt[0])
@@ -99,7 +99,7 @@ func TestT80DBWhitelist(t *testing.T) {
 		t.Errorf("decision %v, want whitelist_entry=192.0.2.0/24", rec)
 	}
 	out := mustDB(t, gm, "2 entries", "whitelist")
-	if !strings.Contains(out, "192.0.2.0/24") || !strings.Contains(out, "t80") || !strings.Contains(out, "2001:db8:70::/48") {
+	if !strings.Contains(out, "192.0.2.0/24") || !strings.Contains(out, "t90") || !strings.Contains(out, "2001:db8:70::/48") {
 		t.Errorf("db whitelist lists:\n%s", out)
 	}
 
@@ -112,7 +112,7 @@ func TestT80DBWhitelist(t *testing.T) {
 	gm.Restart()
 	accepted(t, "whitelisted after a restart", harness.Send(t, pf.Addr, env).Rcpt[0])
 	decision(t, gm, rcpt, 3, "pass", "runtime-whitelist")
-	env2 := harness.Envelope{ClientAddr: "203.0.113.8", From: "carol@sender.example", To: []string{"t80w2@" + harness.Domain}}
+	env2 := harness.Envelope{ClientAddr: "203.0.113.8", From: "carol@sender.example", To: []string{"t90w2@" + harness.Domain}}
 	accepted(t, "whitelisted on the file while stopped", harness.Send(t, pf.Addr, env2).Rcpt[0])
 	decision(t, gm, env2.To[0], 1, "pass", "runtime-whitelist")
 
@@ -126,15 +126,15 @@ func TestT80DBWhitelist(t *testing.T) {
 	}
 }
 
-// TestT80DBListPassDelete: `db list` shows what the daemon stored, `db
+// TestT90DBListPassDelete: `db list` shows what the daemon stored, `db
 // pass` makes the next attempt known, `db delete` makes it a new triplet,
 // and deleting more than one triplet asks for --yes; then the same
 // commands straight on the file while greymilter is stopped, which it
 // sees once started again.
-func TestT80DBListPassDelete(t *testing.T) {
+func TestT90DBListPassDelete(t *testing.T) {
 	t.Parallel()
 	gm, pf := system(t, "--delay", "1h")
-	rcpt, other := "t80d@"+harness.Domain, "t80d-other@"+harness.Domain
+	rcpt, other := "t90d@"+harness.Domain, "t90d-other@"+harness.Domain
 	env := harness.Envelope{ClientAddr: "198.51.100.72", From: "bob@sender.example", To: []string{rcpt}}
 	send := func(what string, to string, code int) {
 		t.Helper()
@@ -197,11 +197,11 @@ func TestT80DBListPassDelete(t *testing.T) {
 	mustDB(t, gm, "purged 0 triplets not seen for max-age, 0 that never passed, 0 clients, through the running greymilter", "purge")
 }
 
-// TestT80DBExplain: `db explain` gives the verdict that the next real
+// TestT90DBExplain: `db explain` gives the verdict that the next real
 // decision gives, for a client on a list file, one on a DNSBL (the
 // in-process DNS server), a suspicious one, a clean one, a known triplet
 // and a new one; and it writes nothing (the new triplet stays new).
-func TestT80DBExplain(t *testing.T) {
+func TestT90DBExplain(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "postfix")
 	srv := dnstest.Start(t, "testdata/suspicion.zone", "testdata/dnsbl.zone")
@@ -213,7 +213,7 @@ func TestT80DBExplain(t *testing.T) {
 	gm, pf := system(t, "--dns", srv.Addr(), "--delay", "1h", "--mode", "suspicious", "-a", "bl.e2e.test", "--whitelist-clients", wl, "--no-default-whitelist")
 
 	known := harness.Envelope{ClientAddr: "203.0.113.60", ClientName: "dsl-203-0-113-60.dyn.isp.e2e.test", Helo: "desktop-7f3k", From: "carol@other.e2e.test"}
-	known.To = []string{"t80x-known@" + harness.Domain}
+	known.To = []string{"t90x-known@" + harness.Domain}
 	if r := harness.Send(t, pf.Addr, known).Rcpt[0]; r.Code != 451 {
 		t.Fatalf("known triplet's first attempt: %v", r)
 	}
@@ -237,7 +237,7 @@ func TestT80DBExplain(t *testing.T) {
 	for i, c := range cases {
 		rcpt := c.env.To
 		if len(rcpt) == 0 || rcpt[0] == "" {
-			rcpt = []string{"t80x-" + string(rune('a'+i)) + "@" + harness.Domain}
+			rcpt = []string{"t90x-" + string(rune('a'+i)) + "@" + harness.Domain}
 		}
 		c.env.To = rcpt
 		args := []string{"explain", "--client", c.env.ClientAddr, "--helo", c.env.Helo, "--sender", c.env.From, "--recipient", rcpt[0]}
@@ -273,7 +273,7 @@ func TestT80DBExplain(t *testing.T) {
 	}
 	// The suspicious triplet is stored now: explained as an early retry,
 	// as the next decision is.
-	out := mustDB(t, gm, "verdict: greylist (step greylist, reason early-retry)", "explain", "--client", "203.0.113.50", "--name", "dsl-203-0-113-50.dyn.isp.e2e.test", "--helo", "desktop-7f3k", "--sender", "bob@other.e2e.test", "--recipient", "t80x-c@"+harness.Domain)
+	out := mustDB(t, gm, "verdict: greylist (step greylist, reason early-retry)", "explain", "--client", "203.0.113.50", "--name", "dsl-203-0-113-50.dyn.isp.e2e.test", "--helo", "desktop-7f3k", "--sender", "bob@other.e2e.test", "--recipient", "t90x-c@"+harness.Domain)
 	if !strings.Contains(out, "stored = first_seen=") || !strings.Contains(out, "attempts=1") {
 		t.Errorf("explanation of a stored triplet:\n%s", out)
 	}
@@ -287,19 +287,19 @@ func TestT80DBExplain(t *testing.T) {
 	}
 }
 
-// TestT80DBExportImport: export from one greymilter, import into another
+// TestT90DBExportImport: export from one greymilter, import into another
 // through its control socket, and into a stopped one's file: the copies
 // decide as the original (known triplet passes, waiting one waits on, the
 // whitelist holds) and export the same lines.
-func TestT80DBExportImport(t *testing.T) {
+func TestT90DBExportImport(t *testing.T) {
 	t.Parallel()
 	gm, pf := system(t, "--delay", "1h")
-	env := harness.Envelope{ClientAddr: "198.51.100.73", From: "dave@sender.example", To: []string{"t80e-passed@" + harness.Domain}}
+	env := harness.Envelope{ClientAddr: "198.51.100.73", From: "dave@sender.example", To: []string{"t90e-passed@" + harness.Domain}}
 	harness.Send(t, pf.Addr, env)
 	mustDB(t, gm, "passed 1", "pass", "--recipient", env.To[0])
-	env.To = []string{"t80e-waiting@" + harness.Domain}
+	env.To = []string{"t90e-waiting@" + harness.Domain}
 	harness.Send(t, pf.Addr, env)
-	harness.Send(t, pf.Addr, harness.Envelope{ClientAddr: "192.0.2.73", From: "", To: []string{"t80e-null@" + harness.Domain}})
+	harness.Send(t, pf.Addr, harness.Envelope{ClientAddr: "192.0.2.73", From: "", To: []string{"t90e-null@" + harness.Domain}})
 	mustDB(t, gm, "whitelisted", "whitelist", "--client", "203.0.113.0/24", "--note", "partner")
 	exported := mustDB(t, gm, `"type":"triplet"`, "export")
 	if n := strings.Count(exported, "\n"); n != 4 {
@@ -311,15 +311,15 @@ func TestT80DBExportImport(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "imported 3 triplets, 0 clients, 1 whitelist entries through the running greymilter") {
 		t.Fatalf("import: exit %d\n%s%s", code, out, errOut)
 	}
-	env.To = []string{"t80e-passed@" + harness.Domain}
+	env.To = []string{"t90e-passed@" + harness.Domain}
 	accepted(t, "imported passed triplet", harness.Send(t, pf2.Addr, env).Rcpt[0])
 	decision(t, gm2, env.To[0], 1, "pass", "known")
-	env.To = []string{"t80e-waiting@" + harness.Domain}
+	env.To = []string{"t90e-waiting@" + harness.Domain}
 	if r := harness.Send(t, pf2.Addr, env).Rcpt[0]; r.Code != 451 {
 		t.Fatalf("imported waiting triplet: %v", r)
 	}
 	decision(t, gm2, env.To[0], 1, "greylist", "early-retry")
-	env2 := harness.Envelope{ClientAddr: "203.0.113.9", From: "x@partner.example", To: []string{"t80e-wl@" + harness.Domain}}
+	env2 := harness.Envelope{ClientAddr: "203.0.113.9", From: "x@partner.example", To: []string{"t90e-wl@" + harness.Domain}}
 	accepted(t, "imported whitelist", harness.Send(t, pf2.Addr, env2).Rcpt[0])
 
 	// Into a stopped greymilter's file.
@@ -362,10 +362,10 @@ func sameLines(a, b string) bool {
 	return true
 }
 
-// TestT80DBControlSocketOwner: under --user nobody the control socket is
+// TestT90DBControlSocketOwner: under --user nobody the control socket is
 // bound before the switch, owned by nobody with mode 0600: root and nobody
 // reach the daemon through it, another user does not.
-func TestT80DBControlSocketOwner(t *testing.T) {
+func TestT90DBControlSocketOwner(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
 	uid, gid, _ := lookupIDs(t, "nobody", "nogroup")
