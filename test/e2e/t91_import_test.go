@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -18,29 +17,17 @@ import (
 	"github.com/greymilter/greymilter/test/harness"
 )
 
-// policyAsk sends one policy request to addr and returns the action.
+// policyAsk sends one policy request to addr on a connection of its own
+// (dialPolicy, T33) and returns the action.
 func policyAsk(t *testing.T, addr, client, sender, rcpt string) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	p := dialPolicy(t, addr)
+	defer p.Close()
+	a, err := p.ask(client, sender, rcpt)
 	if err != nil {
 		t.Fatalf("policy %s: %v", addr, err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	fmt.Fprintf(c, "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nclient_address=%s\nclient_name=unknown\nhelo_name=mx.example\nsender=%s\nrecipient=%s\n\n", client, sender, rcpt)
-	sc := bufio.NewScanner(c)
-	action := ""
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			return action
-		}
-		if a, ok := strings.CutPrefix(line, "action="); ok {
-			action = a
-		}
-	}
-	t.Fatalf("policy %s: no answer: %v", addr, sc.Err())
-	return ""
+	return a
 }
 
 // TestT91ImportPostgrey: the real postgrey greylists two triplets, one of
