@@ -155,24 +155,34 @@ func startPeer(t *testing.T, dir, addr string, cmd *exec.Cmd) (stop func()) {
 func TestT91ImportSQLgrey(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "sqlgrey", "postfix")
+	dir := harness.TempDir(t)
+	db := filepath.Join(dir, "sqlgrey.db")
+	runSQLgrey(t, dir, "db_type = SQLite\ndb_name = "+db+"\n")
+	checkSQLgreyImport(t, "sqlite:"+db)
+}
+
+// runSQLgrey runs the real sqlgrey with its database as dbConf says, in
+// dir (made sqlgrey's), and has it greylist the T91 triplets: one waiting,
+// two passed senders of one domain from one class C network, which sqlgrey
+// turns into a domain auto-whitelist entry. It returns once sqlgrey
+// stopped.
+func runSQLgrey(t *testing.T, dir, dbConf string) {
+	t.Helper()
 	sg, err := user.Lookup("sqlgrey")
 	if err != nil {
 		t.Fatalf("sqlgrey's user: %v", err)
 	}
 	uid, _ := strconv.Atoi(sg.Uid)
 	gid, _ := strconv.Atoi(sg.Gid)
-	dir := harness.TempDir(t)
 	if err := os.Chown(dir, uid, gid); err != nil {
 		t.Fatal(err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(harness.FreePort(t)))
-	db := filepath.Join(dir, "sqlgrey.db")
 	conf := filepath.Join(dir, "sqlgrey.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("loglevel = 2\ninet = %s\nuser = sqlgrey\ngroup = sqlgrey\ndb_type = SQLite\ndb_name = %s\nreconnect_delay = 0\ngroup_domain_level = 2\ngreymethod = classc\n", addr, db)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("loglevel = 2\ninet = %s\nuser = sqlgrey\ngroup = sqlgrey\n%sreconnect_delay = 0\ngroup_domain_level = 2\ngreymethod = classc\n", addr, dbConf)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	stop := startPeer(t, dir, addr, exec.Command("/usr/sbin/sqlgrey", "-f", conf))
-	waiting := "t91s-waiting@" + harness.Domain
 	ask := func(client, sender, rcpt string, pass bool) {
 		t.Helper()
 		a := policyAsk(t, addr, client, sender, rcpt)
@@ -180,24 +190,30 @@ func TestT91ImportSQLgrey(t *testing.T) {
 			t.Fatalf("sqlgrey: %s <%s> <%s>: %q", client, sender, rcpt, a)
 		}
 	}
-	ask("192.0.2.81", "carol@sender.example", waiting, false)
+	ask("192.0.2.81", "carol@sender.example", "t91s-waiting@"+harness.Domain, false)
 	ask("198.51.100.81", "erin@partner.example", "t91s-1@"+harness.Domain, false)
 	ask("198.51.100.81", "frank@partner.example", "t91s-2@"+harness.Domain, false)
 	time.Sleep(2 * time.Second) // sqlgrey's delay counts in whole minutes from 0
 	ask("198.51.100.81", "erin@partner.example", "t91s-1@"+harness.Domain, true)
 	ask("198.51.100.81", "frank@partner.example", "t91s-2@"+harness.Domain, true)
 	stop()
+}
 
+// checkSQLgreyImport imports what runSQLgrey left at dsn into a stopped
+// greymilter's file and checks greymilter's next decisions through Postfix.
+func checkSQLgreyImport(t *testing.T, dsn string) {
+	t.Helper()
 	gm := harness.Greymilter(t, "--delay", "1h")
 	if err := gm.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := gmDB(t, gm, "import-sqlgrey", "sqlite:"+db)
+	out, errOut, code := gmDB(t, gm, "import-sqlgrey", dsn)
 	if code != 0 || !strings.Contains(out, "imported 1 triplets, 1 clients") || !strings.Contains(out, "in "+gm.DB) {
 		t.Fatalf("import-sqlgrey: exit %d\n%s%s", code, out, errOut)
 	}
 	gm.Restart()
 	pf := harness.Postfix(t, harness.PostfixOptions{Milter: gm.Socket})
+	waiting := "t91s-waiting@" + harness.Domain
 	env := harness.Envelope{ClientAddr: "192.0.2.5", From: "carol@sender.example", To: []string{waiting}}
 	if r := harness.Send(t, pf.Addr, env).Rcpt[0]; r.Code != 451 {
 		t.Fatalf("sqlgrey's waiting triplet: %v", r)
