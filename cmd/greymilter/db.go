@@ -48,7 +48,7 @@ postgres://...) they always may.
                                        postgrey's triplets and auto-whitelist
                                        (reads its BerkeleyDB with db_dump)
   import-sqlgrey DSN                   sqlgrey's connect, from_awl and
-                                       domain_awl tables (SQLite file)
+                                       domain_awl tables (SQLite file or postgres:// URL)
 
 FILTER: --client IP|NET|spf:DOMAIN --sender S --recipient R --pending|--passed
 

@@ -7,9 +7,11 @@ import (
 	"strings"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver, for sqlgrey's PostgreSQL
 	"github.com/spf13/pflag"
 
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/greylist/pgstore"
 	"github.com/greymilter/greymilter/internal/peerimport"
 )
 
@@ -50,13 +52,19 @@ func (c *dbCommand) importSQLgrey(fs *pflag.FlagSet, args []string) int {
 		return st
 	}
 	if fs.NArg() != 1 {
-		return c.fail(configError(fmt.Errorf("give sqlgrey's database: its SQLite file (sqlite:PATH or PATH)")))
+		return c.fail(configError(fmt.Errorf("give sqlgrey's database: its SQLite file (sqlite:PATH or PATH) or a postgres:// URL")))
 	}
 	dsn := fs.Arg(0)
-	if strings.Contains(dsn, "://") {
-		return c.fail(configError(fmt.Errorf("%s: only sqlgrey's SQLite databases can be read so far; export its tables to SQLite first", dsn)))
+	var db *sql.DB
+	var err error
+	switch {
+	case pgstore.IsDSN(dsn):
+		db, err = sql.Open("pgx", dsn)
+	case strings.Contains(dsn, "://"):
+		return c.fail(configError(fmt.Errorf("%s: sqlgrey's databases are read from SQLite (sqlite:PATH or PATH) or PostgreSQL (postgres://...); export a MySQL one to either first", dsn)))
+	default:
+		db, err = sql.Open("sqlite3", "file:"+strings.TrimPrefix(dsn, "sqlite:")+"?mode=ro")
 	}
-	db, err := sql.Open("sqlite3", "file:"+strings.TrimPrefix(dsn, "sqlite:")+"?mode=ro")
 	if err != nil {
 		return c.fail(err)
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/greymilter/greymilter/internal/pgtest"
 	"github.com/greymilter/greymilter/test/harness"
 )
 
@@ -222,4 +224,19 @@ func checkSQLgreyImport(t *testing.T, dsn string) {
 	env = harness.Envelope{ClientAddr: "198.51.100.77", From: "someone@elsewhere.example", To: []string{"t91s-awl@" + harness.Domain}}
 	accepted(t, "sqlgrey's auto-whitelisted network", harness.Send(t, pf.Addr, env).Rcpt[0])
 	decision(t, gm, env.To[0], 1, "pass", "auto-whitelist")
+}
+
+// TestT91ImportSQLgreyPostgreSQL: the same with sqlgrey on PostgreSQL, its
+// usual database, read through a postgres:// URL.
+func TestT91ImportSQLgreyPostgreSQL(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "sqlgrey", "postfix")
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSQLgrey(t, harness.TempDir(t), fmt.Sprintf("db_type = Pg\ndb_name = %s\ndb_host = %s\ndb_port = %s\ndb_user = %s\n",
+		strings.TrimPrefix(u.Path, "/"), u.Hostname(), u.Port(), u.User.Username()))
+	checkSQLgreyImport(t, dsn)
 }
