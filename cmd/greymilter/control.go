@@ -31,7 +31,7 @@ type controlFlags struct {
 }
 
 // controlSocketUsage is shared with `greymilter db`.
-const controlSocketUsage = "the control socket, a unix socket for `greymilter db` (mode 0600, owned by --user); default: beside the SQLite database, DB.ctl (none for :memory: and database servers); none: no control socket"
+const controlSocketUsage = "the control socket, a unix socket for greymilter db (mode 0600, owned by --user); default: beside the SQLite database, DB.ctl (none for :memory: and database servers); none: no control socket"
 
 func (f *controlFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.socket, "control-socket", "", controlSocketUsage)

@@ -58,11 +58,12 @@ those two).
 
 // runDB is `greymilter db`.
 func runDB(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, dbUsage)
-		if len(args) == 0 {
-			return exitUsage
-		}
+		return exitUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, dbUsage)
 		return 0
 	}
 	cmd, args := splitDBCommand(args)
@@ -73,7 +74,9 @@ func runDB(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	fs := pflag.NewFlagSet("greymilter db "+cmd, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Help goes to standard output (parse); errors are reported by fail.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.SortFlags = false
 	fs.StringVar(&c.db, "db", "greymilter.db", "greymilter's database: SQLite file or postgres:// URL")
 	fs.StringVar(&c.socket, "control-socket", "", controlSocketUsage)
@@ -151,6 +154,9 @@ func (c *dbCommand) filterFlags(fs *pflag.FlagSet) {
 func (c *dbCommand) parse(fs *pflag.FlagSet, args []string, maxArgs int) (ok bool, status int) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintf(c.stdout, "Usage: greymilter db %s [flags]\n\n", c.name)
+			fs.SetOutput(c.stdout)
+			fs.PrintDefaults()
 			return false, 0
 		}
 		return false, c.fail(configError(err))

@@ -27,7 +27,7 @@ func serve(t *testing.T) (*Client, *Server, greylist.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Ops: &Ops{Store: store, Rules: greylist.DefaultRules}}
+	srv := &Server{Ops: &Ops{Store: store, Rules: func() greylist.Rules { return greylist.DefaultRules }}}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
