@@ -79,6 +79,13 @@ func (f *controlFlags) listen(ctx context.Context, a *app) error {
 		return err
 	}
 	ln, err := sockaddr.ListenPerm(ctx, sockaddr.Addr{Network: "unix", Address: f.path}, perm)
+	if err != nil && f.socket == "" {
+		// The default beside the database is a convenience: a directory
+		// greymilter cannot write (a read-only disk) must not keep it
+		// from answering the MTA.
+		a.log.Warn("no control socket: greymilter db cannot reach this greymilter", "path", f.path, "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("--control-socket: %w", err)
 	}
