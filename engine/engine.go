@@ -109,10 +109,15 @@ type Decision struct {
 	// SPF is the sender's SPF result ("pass", "fail", ...; "" until a
 	// step evaluated it), so that it is evaluated once per decision.
 	SPF string
+	// ReadOnly is set when the decision is only explained (Engine.Explain):
+	// steps then write nothing, not even a last-seen time.
+	ReadOnly bool
 	// attrs are key=value pairs for the decision's log line.
 	attrs []slog.Attr
 	// spf is the decision's SPF evaluation, once started.
 	spf *spfEvaluation
+	// trace, when explaining, records each step's result.
+	trace *Explanation
 }
 
 // Note adds a key=value pair to the decision's log line.
@@ -277,9 +282,13 @@ func (e *Engine) run(ctx context.Context, p *Pipeline, d *Decision) (Verdict, er
 			}
 			sctx = dnsCtx
 		}
+		mark := len(d.attrs)
 		settled, err := s.Run(sctx, d)
 		if debug {
 			e.logStep(ctx, s, d, settled, err)
+		}
+		if d.trace != nil {
+			d.trace.add(s.Name(), settled, err, d.attrs[mark:])
 		}
 		if err != nil {
 			return Verdict{}, fmt.Errorf("%s: %w", s.Name(), err)
@@ -322,10 +331,7 @@ func (e *Engine) logStep(ctx context.Context, s Step, d *Decision, settled bool,
 }
 
 func (e *Engine) fallback(p *Pipeline, d *Decision, err error) Verdict {
-	v := Verdict{Step: "error", Reason: "internal-error"}
-	if p.OnError == OnErrorTempfail {
-		v.Action, v.Code, v.ECode, v.Text = Defer, 451, "4.3.0", "Temporary local problem, please try again later"
-	}
+	v := p.fallbackVerdict()
 	d.Note("error", err.Error())
 	e.logDecision(slog.LevelError, p, d, v)
 	return v
@@ -374,6 +380,15 @@ func nameOrUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// fallbackVerdict is the answer to an internal error, per OnError.
+func (p *Pipeline) fallbackVerdict() Verdict {
+	v := Verdict{Step: "error", Reason: "internal-error"}
+	if p.OnError == OnErrorTempfail {
+		v.Action, v.Code, v.ECode, v.Text = Defer, 451, "4.3.0", "Temporary local problem, please try again later"
+	}
+	return v
 }
 
 // ExpandTemplate replaces {SECONDS}, {CLIENT}, {SENDER}, {RECIPIENT} and any

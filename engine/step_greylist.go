@@ -40,8 +40,12 @@ type knownStep struct{ g *Greylisting }
 func (knownStep) Name() string { return "known" }
 
 func (s knownStep) Run(ctx context.Context, d *Decision) (bool, error) {
+	known := s.g.Greylist.Known
+	if d.ReadOnly {
+		known = s.g.Greylist.Peek
+	}
 	key := s.g.key(d)
-	st, err := s.g.Greylist.Known(ctx, key, d.Now)
+	st, err := known(ctx, key, d.Now)
 	if err != nil {
 		return false, err
 	}
@@ -49,7 +53,12 @@ func (s knownStep) Run(ctx context.Context, d *Decision) (bool, error) {
 		// What the client earned under its subnet (before SPF named it,
 		// or while SPF was failing) still counts.
 		key.Client = s.g.Keyer.Client(d.Req.ClientAddr)
-		if st, err = s.g.Greylist.Known(ctx, key, d.Now); err != nil {
+		if st, err = known(ctx, key, d.Now); err != nil {
+			return false, err
+		}
+	}
+	if d.ReadOnly {
+		if err := s.g.noteStored(ctx, d, key); err != nil {
 			return false, err
 		}
 	}
@@ -70,7 +79,16 @@ func (greylistStep) Name() string { return "greylist" }
 
 func (s greylistStep) Run(ctx context.Context, d *Decision) (bool, error) {
 	key := s.g.key(d)
-	res, err := s.g.Greylist.Attempt(ctx, key, d.Now)
+	var res greylist.Result
+	var err error
+	if d.ReadOnly {
+		res, _, _, err = s.g.Greylist.Preview(ctx, key, d.Now)
+		if err == nil {
+			err = s.g.noteStored(ctx, d, key)
+		}
+	} else {
+		res, err = s.g.Greylist.Attempt(ctx, key, d.Now)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -96,4 +114,32 @@ func (s greylistStep) Run(ctx context.Context, d *Decision) (bool, error) {
 		d.Verdict = Verdict{Action: Pass, Reason: res.Outcome.String()}
 	}
 	return true, nil
+}
+
+// noteStored notes, for an explanation, the triplet's key and what is
+// stored of it and of its client.
+func (g *Greylisting) noteStored(ctx context.Context, d *Decision, key greylist.Key) error {
+	rec, found, err := g.Greylist.Store.Lookup(ctx, key)
+	if err != nil {
+		return err
+	}
+	d.Note("triplet", fmt.Sprintf("%s <%s> <%s>", key.Client, key.Sender, key.Recipient))
+	if !found {
+		d.Note("stored", "none")
+	} else {
+		passed := "never"
+		if rec.Passed() {
+			passed = rec.PassedAt.UTC().Format(time.RFC3339)
+		}
+		d.Note("stored", fmt.Sprintf("first_seen=%s last_seen=%s attempts=%d passed_at=%s",
+			rec.FirstSeen.UTC().Format(time.RFC3339), rec.LastSeen.UTC().Format(time.RFC3339), rec.Attempts, passed))
+	}
+	c, found, err := g.Greylist.Store.Client(ctx, key.Client)
+	if err != nil {
+		return err
+	}
+	if found {
+		d.Note("client_passes", fmt.Sprintf("%d (auto-whitelisted at %d)", c.Passes, g.Greylist.AutoWhitelist))
+	}
+	return nil
 }

@@ -48,6 +48,26 @@ const (
 
 // Known tells whether key needs no greylisting at now.
 func (g *Greylist) Known(ctx context.Context, key Key, now time.Time) (Standing, error) {
+	return g.known(ctx, key, now, true)
+}
+
+// Peek is Known without keeping the entry alive: explaining a decision
+// writes nothing.
+func (g *Greylist) Peek(ctx context.Context, key Key, now time.Time) (Standing, error) {
+	return g.known(ctx, key, now, false)
+}
+
+// Preview says what an attempt of key at now would come to, without
+// recording it, and what is stored of key.
+func (g *Greylist) Preview(ctx context.Context, key Key, now time.Time) (res Result, stored Record, found bool, err error) {
+	stored, found, err = g.Store.Lookup(ctx, key)
+	if err != nil {
+		return Result{}, Record{}, false, err
+	}
+	return g.Rules.Apply(stored, found, now), stored, found, nil
+}
+
+func (g *Greylist) known(ctx context.Context, key Key, now time.Time, touch bool) (Standing, error) {
 	start := time.Now()
 	rec, found, err := g.Store.Lookup(ctx, key)
 	if g.Metrics != nil {
@@ -57,7 +77,9 @@ func (g *Greylist) Known(ctx context.Context, key Key, now time.Time) (Standing,
 		return Unknown, err
 	}
 	if found && rec.Passed() && !g.Rules.Stale(rec.LastSeen, now) {
-		g.touch(key, rec.LastSeen, now)
+		if touch {
+			g.touch(key, rec.LastSeen, now)
+		}
 		return KnownTriplet, nil
 	}
 	if g.AutoWhitelist <= 0 {
@@ -72,7 +94,9 @@ func (g *Greylist) Known(ctx context.Context, key Key, now time.Time) (Standing,
 		return Unknown, err
 	}
 	if found && c.Passes >= g.AutoWhitelist && !g.Rules.Stale(c.LastSeen, now) {
-		g.touch(key, c.LastSeen, now)
+		if touch {
+			g.touch(key, c.LastSeen, now)
+		}
 		return AutoWhitelisted, nil
 	}
 	return Unknown, nil

@@ -63,11 +63,11 @@ type command struct {
 }
 
 // commands is the table of subcommands; "greymilter FLAGS" means serve.
-// `db` joins once the control socket exists.
 func commands() []command {
 	return []command{
 		{"serve", "[serve] [flags]", "is the daemon", "run the milter (and policy server): the default command", runServe},
 		{"stats", "stats [flags]", "reads the database file; not the daemon", "decisions by day or hour, the store's size, graphs", runStats},
+		{"db", "db COMMAND [flags]", "through the running daemon's control socket; the store itself when none runs", "look into the greylist and change it: explain, list, delete, pass, whitelist, purge, export, import", runDB},
 		{"check-config", "check-config [flags]", "reads the configuration; not the daemon", "check flags, config file, lists and patterns; print ok or every problem; exit 0 or 2", runCheckConfig},
 		{"version", "version", "not the daemon", "print the version", runVersion},
 	}
@@ -117,7 +117,8 @@ const (
 	// before any name rule sees it.
 	slotClientName
 	slotLists
-	slotRoles // postmaster@ and abuse@: after the blacklists, before any DNS
+	slotRuntimeWhitelist // entries of `greymilter db whitelist`, after the list files
+	slotRoles            // postmaster@ and abuse@: after the blacklists, before any DNS
 	// slotDNSWL and slotDNSBL are before the known step when a DNSBL
 	// rejects or marks: a listing is newer information than a past pass,
 	// so it applies to known clients too (and the DNSWL keeps its

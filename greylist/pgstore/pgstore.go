@@ -106,6 +106,8 @@ type Store struct {
 	down      atomic.Bool  // the last operation found the database unavailable
 	downSince atomic.Int64 // unix nanoseconds of the outage's first failure
 	failures  atomic.Int64 // operations failed for want of the database
+
+	admin adminState // admin.go
 }
 
 // Open connects to the database at dsn (a postgres:// URL or libpq
@@ -157,6 +159,10 @@ func Open(ctx context.Context, dsn string, o greylist.Options) (*Store, error) {
 		s.clients, _ = lru.New[string, cachedClient](cacheEntries)
 	}
 	s.hints, _ = lru.New[key, hint](hintEntries)
+	if err := s.loadWhitelist(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	go s.toucher()
 	for range batchers {
 		s.batchersDone.Add(2)
@@ -194,6 +200,13 @@ var migrations = []string{
 		reason text NOT NULL,
 		n      bigint NOT NULL,
 		PRIMARY KEY (hour, action, reason)
+	);`,
+	// Runtime whitelist entries (greymilter db whitelist).
+	`CREATE TABLE whitelist (
+		network text PRIMARY KEY, -- CIDR
+		added   bigint NOT NULL,
+		expires bigint NOT NULL DEFAULT 0, -- 0: never
+		note    text NOT NULL DEFAULT ''
 	);`,
 }
 

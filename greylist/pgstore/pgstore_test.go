@@ -44,3 +44,12 @@ func TestConformance(t *testing.T) {
 		})
 	})
 }
+
+func TestAdminConformance(t *testing.T) {
+	t.Run("cached", func(t *testing.T) {
+		storetest.RunAdmin(t, func(t *testing.T) greylist.Store { return open(t, greylist.Options{AutoWhitelist: 1}) })
+	})
+	t.Run("uncached", func(t *testing.T) {
+		storetest.RunAdmin(t, func(t *testing.T) greylist.Store { return open(t, greylist.Options{CacheTTL: -1}) })
+	})
+}

@@ -85,6 +85,10 @@ func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) 
 	steps = append(steps, step{new(int), nil, `DELETE FROM decision_counts WHERE ctid = ANY(ARRAY(
 		SELECT ctid FROM decision_counts WHERE hour < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`,
 		now.Add(-greylist.CountsMaxAge).Unix() / 3600})
+	// Expired runtime whitelist entries no longer match; hosts' copies
+	// drop them at their next refresh.
+	steps = append(steps, step{new(int), nil, `DELETE FROM whitelist WHERE ctid = ANY(ARRAY(
+		SELECT ctid FROM whitelist WHERE expires != 0 AND expires < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`, ms(now)})
 	for _, step := range steps {
 		for {
 			bctx, cancel := context.WithTimeout(ctx, purgeTimeout)

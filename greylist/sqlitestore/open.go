@@ -111,6 +111,10 @@ func open(path string, log *slog.Logger) (*Store, error) {
 			log.Debug("in-memory index filled", "db", path, "took", time.Since(start))
 		}()
 	}
+	if err := s.loadWhitelist(context.Background()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("greylist: %s: %w", path, err)
+	}
 	return s, nil
 }
 

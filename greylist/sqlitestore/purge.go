@@ -41,6 +41,9 @@ func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) 
 				(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `) RETURNING client`, old, nil})
 	}
 	steps = append(steps, purgeStep{new(int), "", `DELETE FROM decision_counts WHERE hour < ?`, now.Add(-greylist.CountsMaxAge).Unix() / 3600, nil})
+	// Expired runtime whitelist entries no longer match; the copy in
+	// memory skips them until the next whitelist change reloads it.
+	steps = append(steps, purgeStep{new(int), "", `DELETE FROM whitelist WHERE expires != 0 AND expires < ?`, ms(now), nil})
 	if rules.PurgeUnverified > 0 {
 		steps = append(steps, purgeStep{&st.Unverified, "triplets", `DELETE FROM triplets WHERE (client, sender, recipient) IN
 			(SELECT client, sender, recipient FROM triplets WHERE passed_at = 0 AND first_seen < ? LIMIT ` + limit + `)

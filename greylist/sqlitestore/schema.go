@@ -34,6 +34,13 @@ var migrations = []string{
 		n      INTEGER NOT NULL,
 		PRIMARY KEY (hour, action, reason)
 	) WITHOUT ROWID;`,
+	// Runtime whitelist entries (greymilter db whitelist).
+	`CREATE TABLE whitelist (
+		network TEXT PRIMARY KEY, -- CIDR
+		added   INTEGER NOT NULL, -- unix milliseconds
+		expires INTEGER NOT NULL DEFAULT 0, -- 0: never
+		note    TEXT NOT NULL DEFAULT ''
+	) WITHOUT ROWID;`,
 }
 
 func migrate(db *sql.DB) error {

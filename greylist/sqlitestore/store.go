@@ -49,6 +49,8 @@ type Store struct {
 	overlay       map[uint64]memRecord
 	clientOverlay map[string]greylist.ClientRecord
 
+	admin adminState // admin.go
+
 	// Statements prepared on wc, for the writer.
 	begin, commitTx, rollbackTx                                           *sql.Stmt
 	selTriplet, upTriplet, selClient, upClient, touchTriplet, touchClient *sql.Stmt
