@@ -259,6 +259,13 @@ for c in $CONCURRENCY; do
 	load nullmilter milter "inet:127.0.0.1:$p" pass "$c"
 	stop
 
+	# The same null milter behind greymilter's connection wrapper: what the
+	# wrapper gives or costs, apart from greymilter's engine.
+	p=$(free_port)
+	start nullmilter-wrapped "$p" "$BIN/nullmilter" --wrapped -s "inet:127.0.0.1:$p"
+	load nullmilter-wrapped milter "inet:127.0.0.1:$p" pass "$c"
+	stop
+
 	for db in file memory; do
 		d=$(fresh_dir)
 		path=$d/greymilter.db
@@ -404,7 +411,7 @@ echo "ratios: decisions/s and p99 against the null server of the same protocol a
 echo "cores: CPU used during the run by the server, by greyload, and by anything else (above 0.1 the row was disturbed)"
 echo
 jq -r -s '
-	def null_of($r): map(select(.proto == $r.proto and .expect == "pass" and .concurrency == $r.concurrency)) | first;
+	def null_of($r): map(select(.server == "null\($r.proto)" and .concurrency == $r.concurrency)) | first;
 	def peer_of($r): map(select(.server == (if $r.proto == "policy" then "postgrey" else "milter-greylist" end) and .concurrency == $r.concurrency)) | first;
 	def pct($a; $b): if $b and $b > 0 then "\(100 * $a / $b | round)%" else "-" end;
 	def times($a; $b): if $b and $b > 0 then "\($a / $b * 10 | round / 10)x" else "-" end;
@@ -414,9 +421,9 @@ jq -r -s '
 	   | ($rows | null_of($r)) as $n
 	   | ($rows | peer_of($r)) as $peer
 	   | [.proto, .server, .concurrency, (.decisions_per_s | round),
-	      (if .expect == "pass" then "-" else pct(.decisions_per_s; $n.decisions_per_s) end),
+	      (if .server == "null\(.proto)" then "-" else pct(.decisions_per_s; $n.decisions_per_s) end),
 	      .p50_ms, .p99_ms,
-	      (if .expect == "pass" then "-" else times(.p99_ms; $n.p99_ms) end),
+	      (if .server == "null\(.proto)" then "-" else times(.p99_ms; $n.p99_ms) end),
 	      (if (.server | test("^greymilter")) then times(.decisions_per_s; $peer.decisions_per_s) else "-" end),
 	      (.rss_kb / 1024 | round), .errors, .mismatches, "\(.server_cores)/\(.client_cores)/\(.other_cores)"])
 	| @tsv' "$RESULTS" | column -t -s $'\t'
