@@ -18,6 +18,9 @@
 #   BENCH_MILLION      triplets of the large store, 0 to skip (default 1000000)
 #   BENCH_PROFILE      1: one more greymilter run with CPU and allocation profiles (default 1)
 #   BENCH_OUT          where logs, results and profiles go (default a new /tmp dir)
+#   MILTER_GREYLIST    milter-greylist binary for its rows (default: the one on
+#                      PATH, else /usr/local/sbin/milter-greylist; rows skipped
+#                      when there is none; docs/greyload.md says how to build it)
 #   BENCH_CACHE        where the seeded large store is kept between runs
 #                      (default ~/.cache/greymilter-bench)
 set -euo pipefail
@@ -180,6 +183,32 @@ done
 DNS=$(head -1 "$OUT/nulldns.addr")
 [ -n "$DNS" ] || { echo "bench: nulldns did not start" >&2; exit 1; }
 
+# milter-greylist 4.6.2 (C, libmilter, state in memory, dumped to a file
+# every minute) with the same delay, greylisting every client by its /24
+# (/64 for IPv6) as greymilter does: no SPF, no header added. noauth:
+# greyload sends an empty {auth_authen} macro, which milter-greylist would
+# take for an authenticated client and let through.
+MILTER_GREYLIST=${MILTER_GREYLIST:-$(command -v milter-greylist || true)}
+if [ -z "$MILTER_GREYLIST" ] && [ -x /usr/local/sbin/milter-greylist ]; then
+	MILTER_GREYLIST=/usr/local/sbin/milter-greylist
+fi
+milter_greylist_conf() {
+	local dir=$1 port=$2
+	cat <<-EOF
+		socket "inet:$port@127.0.0.1"
+		pidfile "$dir/milter-greylist.pid"
+		dumpfile "$dir/greylist.db"
+		dumpfreq 1m
+		quiet
+		nospf
+		noauth
+		report none
+		subnetmatch /24
+		subnetmatch6 /64
+		racl greylist default delay ${DELAY}s autowhite 1d
+	EOF
+}
+
 greymilter_flags=(--delay "${DELAY}s" --auto-whitelist-clients 0 --dns "$DNS" --allow-root)
 
 # ---- PostgreSQL ------------------------------------------------------
@@ -230,6 +259,13 @@ for c in $CONCURRENCY; do
 	load nullmilter milter "inet:127.0.0.1:$p" pass "$c"
 	stop
 
+	# The same null milter behind greymilter's connection wrapper: what the
+	# wrapper gives or costs, apart from greymilter's engine.
+	p=$(free_port)
+	start nullmilter-wrapped "$p" "$BIN/nullmilter" --wrapped -s "inet:127.0.0.1:$p"
+	load nullmilter-wrapped milter "inet:127.0.0.1:$p" pass "$c"
+	stop
+
 	for db in file memory; do
 		d=$(fresh_dir)
 		path=$d/greymilter.db
@@ -239,6 +275,17 @@ for c in $CONCURRENCY; do
 		load "greymilter-$db" milter "inet:127.0.0.1:$p" greylist "$c"
 		stop
 	done
+
+	if [ -n "$MILTER_GREYLIST" ]; then
+		d=$(fresh_dir)
+		p=$(free_port)
+		milter_greylist_conf "$d" "$p" >"$d/greylist.conf"
+		start milter-greylist "$p" "$MILTER_GREYLIST" -D -f "$d/greylist.conf"
+		load milter-greylist milter "inet:127.0.0.1:$p" greylist "$c"
+		stop
+	elif [ "$c" = "${CONCURRENCY%% *}" ]; then
+		echo "  (milter-greylist is not installed: no milter-greylist row; docs/greyload.md says how to build it)"
+	fi
 
 	p=$(free_port)
 	start nullpolicy "$p" "$BIN/nullpolicy" -s "inet:127.0.0.1:$p"
@@ -360,24 +407,24 @@ fi
 echo
 echo "greymilter benchmark: $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), ${DURATION}s per run, delay ${DELAY}s, ${NEW_SHARE} first-time, seed $SEED"
 echo "load average at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (greyload and the server take about 2; more means something else ran)"
-echo "ratios: decisions/s and p99 against the null server of the same protocol at the same concurrency; 'x postgrey': decisions/s over postgrey's"
+echo "ratios: decisions/s and p99 against the null server of the same protocol at the same concurrency; 'x peer': decisions/s over postgrey's (policy) or milter-greylist's (milter)"
 echo "cores: CPU used during the run by the server, by greyload, and by anything else (above 0.1 the row was disturbed)"
 echo
 jq -r -s '
-	def null_of($r): map(select(.proto == $r.proto and .expect == "pass" and .concurrency == $r.concurrency)) | first;
-	def postgrey_of($r): map(select(.server == "postgrey" and .concurrency == $r.concurrency)) | first;
+	def null_of($r): map(select(.server == "null\($r.proto)" and .concurrency == $r.concurrency)) | first;
+	def peer_of($r): map(select(.server == (if $r.proto == "policy" then "postgrey" else "milter-greylist" end) and .concurrency == $r.concurrency)) | first;
 	def pct($a; $b): if $b and $b > 0 then "\(100 * $a / $b | round)%" else "-" end;
 	def times($a; $b): if $b and $b > 0 then "\($a / $b * 10 | round / 10)x" else "-" end;
 	map(select(.server | test("empty|million|purge|profiled") | not)) as $rows
-	| (["protocol", "server", "c", "decisions/s", "of null", "p50 ms", "p99 ms", "p99 vs null", "x postgrey", "RSS MB", "errors", "mismatches", "cores srv/load/other"]),
+	| (["protocol", "server", "c", "decisions/s", "of null", "p50 ms", "p99 ms", "p99 vs null", "x peer", "RSS MB", "errors", "mismatches", "cores srv/load/other"]),
 	  ($rows | sort_by(.proto, .concurrency)[] | . as $r
 	   | ($rows | null_of($r)) as $n
-	   | ($rows | postgrey_of($r)) as $pg
+	   | ($rows | peer_of($r)) as $peer
 	   | [.proto, .server, .concurrency, (.decisions_per_s | round),
-	      (if .expect == "pass" then "-" else pct(.decisions_per_s; $n.decisions_per_s) end),
+	      (if .server == "null\(.proto)" then "-" else pct(.decisions_per_s; $n.decisions_per_s) end),
 	      .p50_ms, .p99_ms,
-	      (if .expect == "pass" then "-" else times(.p99_ms; $n.p99_ms) end),
-	      (if .proto == "policy" and .server != "postgrey" and .expect != "pass" then times(.decisions_per_s; $pg.decisions_per_s) else "-" end),
+	      (if .server == "null\(.proto)" then "-" else times(.p99_ms; $n.p99_ms) end),
+	      (if (.server | test("^greymilter")) then times(.decisions_per_s; $peer.decisions_per_s) else "-" end),
 	      (.rss_kb / 1024 | round), .errors, .mismatches, "\(.server_cores)/\(.client_cores)/\(.other_cores)"])
 	| @tsv' "$RESULTS" | column -t -s $'\t'
 

@@ -105,3 +105,69 @@ func TestHalfSentPacketClosed(t *testing.T) {
 	}
 	closedWithin(t, c, 3*time.Second)
 }
+
+// countingListener hands out connections that count their Read calls.
+type countingListener struct {
+	net.Listener
+	reads *int
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	return countingConn{Conn: c, reads: l.reads}, err
+}
+
+type countingConn struct {
+	net.Conn
+	reads *int
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	*c.reads++
+	return c.Conn.Read(p)
+}
+
+func TestPacketsSentTogetherTakeOneRead(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	var reads int
+	ln := LimitListener(countingListener{Listener: inner, reads: &reads}, Limits{}, nil)
+	client, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+
+	// Macros, then their command, as an MTA sends them without waiting.
+	packets := [][]byte{[]byte("Dj\x00mx.test\x00"), []byte("Hmail.example.org\x00"), []byte("Mj\x00x\x00")}
+	var burst []byte
+	for _, p := range packets {
+		burst = binary.BigEndian.AppendUint32(burst, uint32(len(p)))
+		burst = append(burst, p...)
+	}
+	if _, err := client.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	// Read as go-milter does: the length, then the body.
+	for i, want := range packets {
+		var length uint32
+		if err := binary.Read(server, binary.BigEndian, &length); err != nil {
+			t.Fatalf("packet %d: length: %v", i, err)
+		}
+		body := make([]byte, length)
+		if _, err := io.ReadFull(server, body); err != nil || string(body) != string(want) {
+			t.Fatalf("packet %d: %q, %v; want %q", i, body, err, want)
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("%d reads from the connection for 3 packets sent together, want 1", reads)
+	}
+}

@@ -61,7 +61,7 @@ func New(d Decider, log *slog.Logger) *Server {
 // Serve accepts MTA connections on ln until Shutdown. Each connection is
 // read under s.Limits.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(limitedListener{Listener: ln, limits: s.Limits.withDefaults(), log: s.log})
+	err := s.srv.Serve(LimitListener(ln, s.Limits, s.log))
 	if err == gomilter.ErrServerClosed {
 		return nil
 	}

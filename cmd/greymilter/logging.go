@@ -3,7 +3,9 @@ package main
 import (
 	"io"
 	"log/slog"
+	"time"
 
+	"github.com/greymilter/greymilter/internal/logbuf"
 	"github.com/greymilter/greymilter/internal/loglevel"
 )
 
@@ -46,11 +48,22 @@ func levelNames(groups []string, a slog.Attr) slog.Attr {
 // marked component=NAME.
 type logging struct {
 	root *slog.Logger
+	out  *logbuf.Writer // nil with syslog
 }
 
+// logFlushEvery is the longest a line under notice level (a decision's,
+// with -v) waits in memory before it is written: a busy server writes its
+// decision lines in one write(2) per interval, not one per decision.
+// Notices, warnings and errors go out at once.
+const logFlushEvery = 5 * time.Millisecond
+
+// newLogging logs to w (to syslog with --log-target syslog), through a
+// buffer flushed within logFlushEvery, at once after a notice or worse, and
+// by close.
 func newLogging(c *coreFlags, w io.Writer) (*logging, error) {
 	opts := &slog.HandlerOptions{Level: verbosityLevel(c.verbose), ReplaceAttr: levelNames}
 	var h slog.Handler
+	var out *logbuf.Writer
 	switch {
 	case c.logTarget == "syslog":
 		var err error
@@ -58,11 +71,20 @@ func newLogging(c *coreFlags, w io.Writer) (*logging, error) {
 			return nil, err
 		}
 	case c.logFormat == "json":
-		h = slog.NewJSONHandler(w, opts)
+		out = logbuf.New(w, logFlushEvery)
+		h = out.Handler(slog.NewJSONHandler(out, opts), levelNotice)
 	default:
-		h = slog.NewTextHandler(w, opts)
+		out = logbuf.New(w, logFlushEvery)
+		h = out.Handler(slog.NewTextHandler(out, opts), levelNotice)
 	}
-	return &logging{root: slog.New(h).With("filter", c.name)}, nil
+	return &logging{root: slog.New(h).With("filter", c.name), out: out}, nil
+}
+
+// close writes what is buffered.
+func (l *logging) close() {
+	if l.out != nil {
+		l.out.Close()
+	}
 }
 
 // component returns the logger of one part of greymilter: main, milter,

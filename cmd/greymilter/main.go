@@ -360,6 +360,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "greymilter: %v\n", err)
 		return 1
 	}
+	defer logs.close()
 	slog.SetDefault(logs.root)
 	// go-milter logs through the standard logger.
 	log.SetFlags(0)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
@@ -25,6 +26,9 @@ type op struct {
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*op, 0, maxBatch)
+	last := 0 // size of the previous batch: how many to wait for
+	wait := time.NewTimer(groupWait)
+	wait.Stop()
 	for {
 		select {
 		case o := <-s.ops:
@@ -35,17 +39,8 @@ func (s *Store) writer() {
 			s.drain()
 			return
 		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			case t := <-s.touch:
-				batch = append(batch, s.touchOp(t))
-			default:
-				break fill
-			}
-		}
+		batch = s.gather(batch, last, wait, groupWait)
+		last = len(batch)
 		s.commit(batch)
 	}
 }

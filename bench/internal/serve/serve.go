@@ -15,10 +15,14 @@ import (
 	"github.com/greymilter/greymilter/internal/sockaddr"
 )
 
-// Main parses the -s flag of a null server called name, listens, runs
-// serve until SIGTERM or SIGINT, then calls stop and exits.
-func Main(name, usage string, serve func(net.Listener) error, stop func()) {
+// Main parses the -s flag of a null server called name (and those that
+// flags define), listens, runs serve until SIGTERM or SIGINT, then calls
+// stop and exits.
+func Main(name, usage string, serve func(net.Listener) error, stop func(), flags ...func(*pflag.FlagSet)) {
 	fs := pflag.NewFlagSet(name, pflag.ExitOnError)
+	for _, f := range flags {
+		f(fs)
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: %s -s inet:127.0.0.1:PORT\n\n%s\n\nFlags:\n", name, usage)
 		fs.PrintDefaults()
