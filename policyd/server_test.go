@@ -236,7 +236,10 @@ func TestMalformedClosesThatConnectionOnly(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	f := start(t, Config{IdleTimeout: 150 * time.Millisecond})
+	// Long enough that a loaded machine answers well within it; the
+	// pauses below add up to more.
+	const idle = 500 * time.Millisecond
+	f := start(t, Config{IdleTimeout: idle})
 	t.Run("half a request then silence", func(t *testing.T) {
 		c := f.dial()
 		req := rcpt("defer@example.net")
@@ -264,7 +267,7 @@ func TestIdleTimeout(t *testing.T) {
 			if got := c.ask(rcpt("bob@example.net")); got != "DUNNO" {
 				t.Fatalf("got %q", got)
 			}
-			time.Sleep(60 * time.Millisecond)
+			time.Sleep(idle * 2 / 5)
 		}
 	})
 }
