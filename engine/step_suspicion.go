@@ -89,7 +89,9 @@ func (s *Suspicion) Run(ctx context.Context, d *Decision) (bool, error) {
 	sum := d.Score + checks.Sum(results)
 	spfResult := checks.SPFScore(d.SPF, scores)
 	if d.SPF == "" && s.SPF != nil {
-		if s.spfMatters(sum, scores) {
+		matters := mode == rules.ModeSuspicious && spfMatters(sum, scores, s.Threshold) ||
+			d.listed != nil && s.RejectThreshold > 0 && spfMatters(sum, scores, s.RejectThreshold)
+		if matters {
 			spfResult = checks.SPFScore(string(evaluateSPF(ctx, s.SPF, d).Effective()), scores)
 		} else {
 			spfResult.Reason = "skipped"
@@ -114,12 +116,12 @@ func (s *Suspicion) Run(ctx context.Context, d *Decision) (bool, error) {
 }
 
 // spfMatters reports whether some SPF result could put a sender scoring
-// sum on the other side of the threshold; when none can, the lookups are
-// not worth their time.
-func (s *Suspicion) spfMatters(sum int, scores checks.Scores) bool {
+// sum on the other side of threshold; when none can, the lookups are not
+// worth their time.
+func spfMatters(sum int, scores checks.Scores, threshold int) bool {
 	lo, hi := 0, 0
 	for _, v := range []int{scores.SPFPass, scores.SPFFail, scores.SPFSoftFail} {
 		lo, hi = min(lo, v), max(hi, v)
 	}
-	return sum+lo < s.Threshold && sum+hi >= s.Threshold
+	return sum+lo < threshold && sum+hi >= threshold
 }
