@@ -39,7 +39,7 @@ func (s *Rules) Run(ctx context.Context, d *Decision) (bool, error) {
 	// it: pinning it is the point.
 	in.CertFingerprint = r.TLS.Fingerprint
 	if d.Rule = s.Set.Match(ctx, &in); d.Rule != nil {
-		d.Note("rule", d.Rule.Source.String())
+		d.Note("rule", d.Rule.String())
 	}
 	return false, nil
 }

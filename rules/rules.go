@@ -79,6 +79,7 @@ type Rule struct {
 	Source lists.Source
 	Settings
 	terms []term
+	name  string // Source as FILE:LINE, made once for every decision's log
 }
 
 // Input is what a rule is matched against.
@@ -210,6 +211,7 @@ func Parse(name string, r io.Reader, opts Options) ([]*Rule, error) {
 			return nil, &ParseError{name, line, err}
 		}
 		rule.Source = lists.Source{File: name, Line: line}
+		rule.name = rule.Source.String()
 		out = append(out, rule)
 	}
 	if err := sc.Err(); err != nil {
@@ -400,4 +402,4 @@ func (r *Rule) set(key, value string) error {
 }
 
 // String describes the rule for logs: FILE:LINE.
-func (r *Rule) String() string { return r.Source.String() }
+func (r *Rule) String() string { return r.name }
