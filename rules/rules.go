@@ -315,7 +315,7 @@ func parseTerm(kind, value string, opts Options) (term, error) {
 			listKind = lists.Addresses
 		}
 		if kind == "client-name" || kind == "helo" {
-			if _, err := netip.ParsePrefix(value); err == nil || isAddr(value) {
+			if looksLikeAddress(value) {
 				return t, fmt.Errorf("%s %s: %s takes a name or /regex/; match addresses with client", kind, value, kind)
 			}
 		}
@@ -354,9 +354,12 @@ func parseTerm(kind, value string, opts Options) (term, error) {
 	return t, nil
 }
 
-func isAddr(s string) bool {
-	_, err := netip.ParseAddr(s)
-	return err == nil
+// looksLikeAddress tells an address, network, postgrey's partial form or
+// wildcard (192.0.2, 10.*, 2001:db8::/32) from a name.
+func looksLikeAddress(s string) bool {
+	v4 := strings.Trim(s, "0123456789./*?") == "" && strings.ContainsAny(s, "0123456789*?")
+	v6 := strings.Contains(s, ":") && strings.Trim(strings.ToLower(s), "0123456789abcdef:./") == ""
+	return v4 || v6
 }
 
 func (r *Rule) set(key, value string) error {

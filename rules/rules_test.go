@@ -37,6 +37,7 @@ func TestParseSettings(t *testing.T) {
 		{"cert-fingerprint AB:cd:01 => mode never", Settings{Mode: ModeNever}},
 		{"cert-subject /^mx\\d+\\.partner\\.example$/ cert-issuer \"Partner CA\" => mode never", Settings{Mode: ModeNever}},
 		{"dnsbl bl.test=127.0.0.2 => delay 1h", Settings{Delay: time.Hour}},
+		{"client-name cafe.de helo dead.beef.example => mode never", Settings{Mode: ModeNever}},
 	} {
 		rs := mustParse(t, tc.line, Options{})
 		if len(rs) != 1 || rs[0].Settings != tc.want || rs[0].Source.Line != 1 {
@@ -55,6 +56,10 @@ func TestParseErrors(t *testing.T) {
 		{"sender a@@b => mode never", "sender: "},
 		{"client-name 192.0.2.1 => mode never", "client-name takes a name"},
 		{"helo 192.0.2.0/24 => mode never", "helo takes a name"},
+		{"client-name 192.0.2 => mode never", "client-name takes a name"},
+		{"client-name 2001:db8::/32 => mode never", "client-name takes a name"},
+		{"helo 10.0.*.* => mode never", "helo takes a name"},
+		{"helo /( => mode never", "helo: "},
 		{"recipient a@example.com => mode sometimes", `mode "sometimes"`},
 		{"recipient a@example.com => delay soon", "delay: bad duration"},
 		{"recipient a@example.com => delay 0", "delay 0"},
