@@ -10,8 +10,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/internal/pgtest"
 	"github.com/greymilter/greymilter/test/harness"
 )
 
@@ -215,5 +217,36 @@ func TestT87SuspiciousPenalty(t *testing.T) {
 			t.Errorf("%s: waits %v; penalty %v, want %v", c.name, waits, got, c.penalty)
 		}
 		gm.WaitRecords(harness.DecisionFor(env.To[0]), 2)
+	}
+}
+
+// TestT85RulesPostgreSQL: on a PostgreSQL store a rule's delay is kept
+// per mail: a recipient under a 1s rule passes after it, while one under
+// the 3s default still waits; a recipient under mode never passes at once.
+func TestT85RulesPostgreSQL(t *testing.T) {
+	t.Parallel()
+	harness.Require(t)
+	path := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(path, []byte("recipient @fast.example => delay 1s\nrecipient never-t85@test.example => mode never\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := pgGreymilter(t, pgtest.Shared(t).NewDatabase(t), "--rules", path)
+	p := dialPolicyT(t, addr)
+	fast, slow := "a-t85@fast.example", "b-t85@"+harness.Domain
+	if a := mustAsk(t, p, "198.51.100.85", "alice@sender.example", fast); a != "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 1 seconds" {
+		t.Fatalf("under the 1s rule: %q", a)
+	}
+	if a := mustAsk(t, p, "198.51.100.85", "alice@sender.example", slow); !isGreylisted(a) {
+		t.Fatalf("under the default: %q", a)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if a := mustAsk(t, p, "198.51.100.85", "alice@sender.example", fast); !passes(a) {
+		t.Errorf("retry after the rule's 1s: %q, want a pass", a)
+	}
+	if a := mustAsk(t, p, "198.51.100.85", "alice@sender.example", slow); !isGreylisted(a) {
+		t.Errorf("retry after 1.5s under the 3s default: %q, want greylisted", a)
+	}
+	if a := mustAsk(t, p, "198.51.100.85", "alice@sender.example", "never-t85@test.example"); a != "DUNNO" {
+		t.Errorf("mode never: %q, want DUNNO", a)
 	}
 }
