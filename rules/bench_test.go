@@ -20,8 +20,7 @@ func BenchmarkMatch(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &Set{}
-	s.cur.Store(&rs)
+	s := &Set{rules: rs}
 	in := &Input{Addr: netip.MustParseAddr("192.0.2.1"), Name: "mail.example.org", Helo: "mail.example.org", Sender: "a@example.org", Recipient: "b@example.net"}
 	ctx := context.Background()
 	b.ReportAllocs()

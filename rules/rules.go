@@ -22,7 +22,8 @@
 // deferral text, quoted when it holds blanks).
 //
 // '#' outside quotes starts a comment. A bad line is an error
-// "FILE:LINE: what is wrong".
+// "FILE:LINE: what is wrong"; ParseFile is what a configuration check
+// calls.
 package rules
 
 import (
