@@ -115,7 +115,7 @@ func TestT85RulesOptIn(t *testing.T) {
 				t.Fatal(err)
 			}
 			gm.Signal(syscall.SIGHUP)
-			gm.WaitRecord(func(r harness.LogRecord) bool { return r["msg"] == "rules reloaded" })
+			gm.WaitRecord(func(r harness.LogRecord) bool { return r["msg"] == "configuration reloaded" })
 			rcpt = "t85-after-good@" + harness.Domain
 			if r := send(t, pf, rcpt); r.Code != 451 {
 				t.Errorf("after a good reload: %v, want 451", r)
