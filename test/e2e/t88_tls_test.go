@@ -64,8 +64,8 @@ func TestT88VerifiedTLSMilter(t *testing.T) {
 	}
 }
 
-// policyAsk sends one policy request to addr and returns the action line.
-func policyAsk(t *testing.T, addr string, attrs ...string) string {
+// policyTLSAsk sends one policy request to addr and returns the action line.
+func policyTLSAsk(t *testing.T, addr string, attrs ...string) string {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -109,7 +109,7 @@ func TestT88VerifiedTLSPolicy(t *testing.T) {
 	}
 	for i, c := range cases {
 		rcpt := "t88p-" + strconv.Itoa(i) + "@test.example"
-		got := policyAsk(t, gm.PolicyAddr(), append(c.attrs, "recipient="+rcpt)...)
+		got := policyTLSAsk(t, gm.PolicyAddr(), append(c.attrs, "recipient="+rcpt)...)
 		if !strings.HasPrefix(got, "action="+c.action) {
 			t.Errorf("%s: %q, want action=%s", c.name, got, c.action)
 		}
