@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -192,5 +193,23 @@ func TestRuleActionsParse(t *testing.T) {
 		if got, err := ParseDNSBLAction(a); err != nil || got.String() != a {
 			t.Errorf("%s: %v %v", a, got, err)
 		}
+	}
+}
+
+// Explaining a decision (greymilter db explain) shows the rule that
+// matched, and previews the attempt under the rule's delay.
+func TestExplainShowsRule(t *testing.T) {
+	env := newSuspicionEnv(t, suspicionSetup{rules: "recipient @customer.test => delay 1m\n"})
+	x := env.e.Explain(context.Background(), to(cleanNone, "x@customer.test"))
+	var rule string
+	for _, st := range x.Steps {
+		for _, n := range st.Notes {
+			if st.Step == "rules" && n.Key == "rule" {
+				rule = n.Value
+			}
+		}
+	}
+	if !strings.HasSuffix(rule, "rules:1") || x.Verdict.Action != Defer || x.Verdict.Wait != time.Minute {
+		t.Errorf("explained %+v; rule %q", x, rule)
 	}
 }
