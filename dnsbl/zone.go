@@ -39,6 +39,9 @@ type Zone struct {
 	Code  int
 	ECode string
 	Text  string
+	// Score, when not 0, is what a listing here adds to the suspicion
+	// score under --dnsbl-action score, instead of --score-dnsbl.
+	Score int
 }
 
 // AddrRange is an inclusive range of addresses.
@@ -75,8 +78,21 @@ func (z *Zone) Counts(a netip.Addr) bool {
 
 // ParseZone parses the argument of --addbl and --addwl: "ZONE" or
 // "ZONE=FILTER[,FILTER...]", where a filter is an address (127.0.0.2), an
-// inclusive range (127.0.0.2-127.0.0.11) or a prefix (127.0.0.8/29).
+// inclusive range (127.0.0.2-127.0.0.11) or a prefix (127.0.0.8/29); either
+// may end in ":score=N", the zone's Score.
 func ParseZone(spec string) (Zone, error) {
+	spec, score, hasScore := strings.Cut(strings.TrimSpace(spec), ":score=")
+	z, err := parseZone(spec)
+	if err != nil || !hasScore {
+		return z, err
+	}
+	if z.Score, err = strconv.Atoi(score); err != nil || z.Score == 0 {
+		return Zone{}, fmt.Errorf("dnsbl: zone %q: score %q: want a whole number other than 0", spec, score)
+	}
+	return z, nil
+}
+
+func parseZone(spec string) (Zone, error) {
 	name, filters, hasFilter := strings.Cut(strings.TrimSpace(spec), "=")
 	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
 	if name == "" {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/greymilter/greymilter/internal/lazyctx"
+	"github.com/greymilter/greymilter/rules"
 )
 
 // Request is what the MTA tells us about one recipient of one transaction.
@@ -37,6 +38,7 @@ type Request struct {
 	Recipient   string // envelope recipient without brackets
 	AuthUser    string // SASL login name; "" when not authenticated
 	QueueID     string // MTA queue id, for the log only
+	TLS         TLSClient
 }
 
 // Action is what the MTA is told to do with a recipient.
@@ -112,6 +114,13 @@ type Decision struct {
 	// ReadOnly is set when the decision is only explained (Engine.Explain):
 	// steps then write nothing, not even a last-seen time.
 	ReadOnly bool
+	// Rule is the rules-file line that matched (nil: none); its settings
+	// replace the flags' for this decision.
+	Rule *rules.Rule
+	// listed, set by the DNSBL step in score mode, is the listing the
+	// suspicion step rejects when the whole score reaches its reject
+	// threshold.
+	listed *listing
 	// attrs are key=value pairs for the decision's log line.
 	attrs []slog.Attr
 	// spf is the decision's SPF evaluation, once started.

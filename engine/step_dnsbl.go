@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/greymilter/greymilter/checks"
 	"github.com/greymilter/greymilter/dnsbl"
 )
 
@@ -46,6 +47,10 @@ const (
 	DNSBLGreylist
 	// DNSBLMark adds an X-RBL-Warning header and lets later steps decide.
 	DNSBLMark
+	// DNSBLScore adds the listing's score to the suspicion score; the
+	// suspicion step rejects when the whole score reaches its reject
+	// threshold, and greylists otherwise.
+	DNSBLScore
 )
 
 func (a DNSBLAction) String() string {
@@ -54,18 +59,20 @@ func (a DNSBLAction) String() string {
 		return "greylist"
 	case DNSBLMark:
 		return "mark"
+	case DNSBLScore:
+		return "score"
 	}
 	return "reject"
 }
 
-// ParseDNSBLAction parses "reject", "greylist" or "mark".
+// ParseDNSBLAction parses "reject", "greylist", "mark" or "score".
 func ParseDNSBLAction(s string) (DNSBLAction, error) {
-	for _, a := range []DNSBLAction{DNSBLReject, DNSBLGreylist, DNSBLMark} {
+	for _, a := range []DNSBLAction{DNSBLReject, DNSBLGreylist, DNSBLMark, DNSBLScore} {
 		if s == a.String() {
 			return a, nil
 		}
 	}
-	return 0, fmt.Errorf("dnsbl action %q: want reject, greylist or mark", s)
+	return 0, fmt.Errorf("dnsbl action %q: want reject, greylist, mark or score", s)
 }
 
 // DNSBL acts on clients that the DNS block lists list under the list's
@@ -81,6 +88,9 @@ type DNSBL struct {
 	Code  int
 	ECode string
 	Text  string
+	// Score is what a listing adds to the suspicion score in score mode,
+	// for each listing zone that sets no score of its own.
+	Score int
 }
 
 // Name implements Step.
@@ -94,7 +104,12 @@ func (s *DNSBL) Run(ctx context.Context, d *Decision) (bool, error) {
 	}
 	zones := strings.Join(res.HitZones(), ", ")
 	d.Note("dnsbl", hitsNote(res.Hits))
-	switch s.Action {
+	action := s.Action
+	if d.Rule != nil && d.Rule.Action != "" {
+		// rules.Actions are the words ParseDNSBLAction reads.
+		action, _ = ParseDNSBLAction(d.Rule.Action)
+	}
+	switch action {
 	case DNSBLGreylist:
 		d.Note("dnsbl_action", "greylist")
 		d.ForceGreylist = true
@@ -108,14 +123,46 @@ func (s *DNSBL) Run(ctx context.Context, d *Decision) (bool, error) {
 			Value: ExpandTemplate(DefaultDNSBLHeader, d.Req, 0, "DNSBL", zones)})
 		return false, nil
 	}
-	code, ecode, text, zone := s.reply(res.Hits)
+	if action == DNSBLScore {
+		score := 0
+		for _, h := range res.Hits {
+			score += or(h.Zone.Score, s.Score)
+		}
+		d.Score += score
+		d.Note("check_dnsbl", checks.Result{Check: "dnsbl", Score: score, Reason: strings.Join(res.HitZones(), ",")}.String())
+		d.Note("dnsbl_action", "score")
+		d.listed = &listing{step: s, hits: res.Hits, zones: zones}
+		return false, nil
+	}
+	d.Verdict = s.rejection(ctx, d, res.Hits, zones)
+	return true, nil
+}
+
+// listing is a DNSBL listing in score mode, kept for the suspicion step,
+// which rejects when the whole score reaches its threshold.
+type listing struct {
+	step  *DNSBL
+	hits  []dnsbl.Hit
+	zones string
+}
+
+// rejection is the listing's rejection, made only when it is given (a
+// {TXT} template costs a lookup).
+func (l *listing) rejection(ctx context.Context, d *Decision) Verdict {
+	v := l.step.rejection(ctx, d, l.hits, l.zones)
+	v.Reason = "dnsbl-score"
+	return v
+}
+
+// rejection is the verdict that rejects a client listed by hits.
+func (s *DNSBL) rejection(ctx context.Context, d *Decision, hits []dnsbl.Hit, zones string) Verdict {
+	code, ecode, text, zone := s.reply(hits)
 	vars := []string{"DNSBL", zones}
 	if strings.Contains(text, "{TXT}") {
 		vars = append(vars, "TXT", s.txt(ctx, d, zone))
 	}
-	d.Verdict = Verdict{Action: Reject, Code: code, ECode: ecode, Reason: "dnsbl",
+	return Verdict{Action: Reject, Code: code, ECode: ecode, Reason: "dnsbl",
 		Text: ExpandTemplate(text, d.Req, 0, vars...)}
-	return true, nil
 }
 
 // reply picks the rejection: the first listing zone's own parts, else the

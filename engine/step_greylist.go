@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/rules"
 )
 
 // DefaultGreylistText is the deferral text; {SECONDS} is the true remaining wait.
@@ -17,6 +18,29 @@ type Greylisting struct {
 	Keyer    greylist.Keyer
 	Text     string // deferral template; DefaultGreylistText when empty
 	Hostname string // named in the X-Greylist header
+	// Mode is --mode: ModeSuspicious or ModeAlways (also ModeUnset).
+	Mode rules.Mode
+	// AutoPenalty: --penalty was not given, so a greylisted sender in
+	// suspicious mode (by --mode or its rule) gets the delay again for
+	// every early retry (bley's default), one in mode always none.
+	AutoPenalty bool
+}
+
+// rules are the timing rules for d: the flags', changed by d's rule.
+func (g *Greylisting) rules(d *Decision) (greylist.Rules, rules.Mode) {
+	r := g.Greylist.Rules
+	mode := d.mode(g.Mode)
+	if d.Rule != nil {
+		r.Delay = or(d.Rule.Delay, r.Delay)
+		r.RetryWindow = or(d.Rule.RetryWindow, r.RetryWindow)
+	}
+	if g.AutoPenalty {
+		r.Penalty = 0
+		if mode == rules.ModeSuspicious {
+			r.Penalty = min(r.Delay, r.MaxWait)
+		}
+	}
+	return r, mode
 }
 
 func (g *Greylisting) key(d *Decision) greylist.Key {
@@ -78,16 +102,21 @@ type greylistStep struct{ g *Greylisting }
 func (greylistStep) Name() string { return "greylist" }
 
 func (s greylistStep) Run(ctx context.Context, d *Decision) (bool, error) {
+	rl, mode := s.g.rules(d)
+	if mode == rules.ModeNever {
+		d.Verdict = Verdict{Action: Pass, Reason: "rule-never"}
+		return true, nil
+	}
 	key := s.g.key(d)
 	var res greylist.Result
 	var err error
 	if d.ReadOnly {
-		res, _, _, err = s.g.Greylist.Preview(ctx, key, d.Now)
+		res, _, _, err = s.g.Greylist.Preview(ctx, key, rl, d.Now)
 		if err == nil {
 			err = s.g.noteStored(ctx, d, key)
 		}
 	} else {
-		res, err = s.g.Greylist.Attempt(ctx, key, d.Now)
+		res, err = s.g.Greylist.AttemptWith(ctx, key, rl, d.Now)
 	}
 	if err != nil {
 		return false, err
@@ -98,9 +127,9 @@ func (s greylistStep) Run(ctx context.Context, d *Decision) (bool, error) {
 	}
 	switch res.Outcome {
 	case greylist.New, greylist.EarlyRetry:
-		text := s.g.Text
-		if text == "" {
-			text = DefaultGreylistText
+		text := or(s.g.Text, DefaultGreylistText)
+		if d.Rule != nil {
+			text = or(d.Rule.Text, text)
 		}
 		d.Verdict = Verdict{Action: Defer, Code: 451, ECode: "4.7.1", Wait: res.Wait, Reason: res.Outcome.String(),
 			Text: ExpandTemplate(text, d.Req, res.Wait)}

@@ -6,6 +6,7 @@ import (
 	"blitiri.com.ar/go/spf"
 
 	"github.com/greymilter/greymilter/checks"
+	"github.com/greymilter/greymilter/rules"
 )
 
 // SPFIdentity evaluates the sender's SPF policy (once per decision: the
@@ -54,10 +55,19 @@ func evaluateSPF(ctx context.Context, s *checks.SPF, d *Decision) checks.SPFResu
 // Every check's contribution goes on the decision's log line
 // (check_helo=+2:mismatch ... score=3), so that operators can tune the
 // scores, with --dry-run first.
+//
+// The step also serves the other modes: under mode always or never (by
+// --mode or a rule) it only scores a client that a DNSBL in score mode
+// listed, and rejects it when the whole score reaches RejectThreshold.
 type Suspicion struct {
 	Checker   *checks.Checker
 	SPF       *checks.SPF // nil: SPF does not count
 	Threshold int
+	// Mode is --mode; ModeUnset is ModeSuspicious. A rule's mode wins.
+	Mode rules.Mode
+	// RejectThreshold, when above 0, rejects a client a DNSBL in score
+	// mode listed once the whole score reaches it (--reject-threshold).
+	RejectThreshold int
 }
 
 // Name implements Step.
@@ -65,6 +75,10 @@ func (*Suspicion) Name() string { return "suspicion" }
 
 // Run implements Step.
 func (s *Suspicion) Run(ctx context.Context, d *Decision) (bool, error) {
+	mode := d.mode(or(s.Mode, rules.ModeSuspicious))
+	if mode != rules.ModeSuspicious && d.listed == nil {
+		return false, nil // nothing to score: the greylist step decides
+	}
 	if d.ForceGreylist {
 		d.Note("suspicion", "dnsbl")
 		return false, nil
@@ -75,7 +89,9 @@ func (s *Suspicion) Run(ctx context.Context, d *Decision) (bool, error) {
 	sum := d.Score + checks.Sum(results)
 	spfResult := checks.SPFScore(d.SPF, scores)
 	if d.SPF == "" && s.SPF != nil {
-		if s.spfMatters(sum, scores) {
+		matters := mode == rules.ModeSuspicious && spfMatters(sum, scores, s.Threshold) ||
+			d.listed != nil && s.RejectThreshold > 0 && spfMatters(sum, scores, s.RejectThreshold)
+		if matters {
 			spfResult = checks.SPFScore(string(evaluateSPF(ctx, s.SPF, d).Effective()), scores)
 		} else {
 			spfResult.Reason = "skipped"
@@ -87,7 +103,12 @@ func (s *Suspicion) Run(ctx context.Context, d *Decision) (bool, error) {
 		d.Note("check_"+res.Check, res.String())
 	}
 	d.Note("score", d.Score)
-	if d.Score >= s.Threshold {
+	if d.listed != nil && s.RejectThreshold > 0 && d.Score >= s.RejectThreshold {
+		d.Note("reject_threshold", s.RejectThreshold)
+		d.Verdict = d.listed.rejection(ctx, d)
+		return true, nil
+	}
+	if mode != rules.ModeSuspicious || d.Score >= s.Threshold {
 		return false, nil
 	}
 	d.Verdict = Verdict{Action: Pass, Reason: "not-suspicious"}
@@ -95,12 +116,12 @@ func (s *Suspicion) Run(ctx context.Context, d *Decision) (bool, error) {
 }
 
 // spfMatters reports whether some SPF result could put a sender scoring
-// sum on the other side of the threshold; when none can, the lookups are
-// not worth their time.
-func (s *Suspicion) spfMatters(sum int, scores checks.Scores) bool {
+// sum on the other side of threshold; when none can, the lookups are not
+// worth their time.
+func spfMatters(sum int, scores checks.Scores, threshold int) bool {
 	lo, hi := 0, 0
 	for _, v := range []int{scores.SPFPass, scores.SPFFail, scores.SPFSoftFail} {
 		lo, hi = min(lo, v), max(hi, v)
 	}
-	return sum+lo < s.Threshold && sum+hi >= s.Threshold
+	return sum+lo < threshold && sum+hi >= threshold
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/internal/clocktest"
+	"github.com/greymilter/greymilter/rules"
 )
 
 // suspicionSetup is a pipeline as greymilter builds it: SPF identity,
@@ -25,10 +28,19 @@ type suspicionSetup struct {
 	dnsbl         bool // bl1.test with --dnsbl-action greylist
 	autoWhitelist int
 	cacheSize     int // of the resolver; -1: none, to count queries
+
+	dnsblAction     DNSBLAction // with dnsbl; 0 (reject) is read as greylist
+	scoreDNSBL      int         // with dnsblAction DNSBLScore
+	rejectThreshold int
+	rules           string // a rules file's text: adds the rules step
+	autoPenalty     bool   // --penalty not given
+	penalty         time.Duration
 }
 
 type suspicionEnv struct {
 	e     *Engine
+	steps []Step       // the pipeline's
+	g     *Greylisting // of its known and greylist steps
 	clock *clocktest.Clock
 	log   *bytes.Buffer
 	dns   *dnstest.Server
@@ -46,13 +58,32 @@ func newSuspicionEnv(t *testing.T, s suspicionSetup) *suspicionEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	mode := rules.ModeAlways
+	if s.suspicious {
+		mode = rules.ModeSuspicious
+	}
+	timing := greylist.DefaultRules
+	timing.Penalty = s.penalty
 	g := &Greylisting{
-		Greylist: &greylist.Greylist{Store: store, Rules: greylist.DefaultRules, AutoWhitelist: s.autoWhitelist},
-		Keyer:    greylist.DefaultKeyer,
-		Hostname: "mx.test",
+		Greylist:    &greylist.Greylist{Store: store, Rules: timing, AutoWhitelist: s.autoWhitelist},
+		Keyer:       greylist.DefaultKeyer,
+		Hostname:    "mx.test",
+		Mode:        mode,
+		AutoPenalty: s.autoPenalty,
 	}
 	spfCheck := &checks.SPF{Resolver: res, Timeout: time.Second}
 	var steps []Step
+	if s.rules != "" {
+		path := filepath.Join(t.TempDir(), "rules")
+		if err := os.WriteFile(path, []byte(s.rules), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		set, err := rules.Load(path, rules.Options{Resolver: res})
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps = append(steps, &Rules{Set: set})
+	}
 	if s.identity {
 		steps = append(steps, &SPFIdentity{SPF: spfCheck})
 	}
@@ -62,13 +93,18 @@ func newSuspicionEnv(t *testing.T, s suspicionSetup) *suspicionEnv {
 		if err != nil {
 			t.Fatal(err)
 		}
-		steps = append(steps, &DNSBL{List: dnsbl.NewList(res, dnsbl.Any, nil, zone), Action: DNSBLGreylist})
+		action := s.dnsblAction
+		if action == DNSBLReject {
+			action = DNSBLGreylist
+		}
+		steps = append(steps, &DNSBL{List: dnsbl.NewList(res, dnsbl.Any, nil, zone), Action: action, Score: s.scoreDNSBL})
 	}
-	if s.suspicious {
-		steps = append(steps, &Suspicion{Checker: checks.NewChecker(checks.DefaultScores, nil, res), SPF: spfCheck, Threshold: s.threshold})
+	if s.suspicious || s.rules != "" || s.dnsblAction == DNSBLScore {
+		steps = append(steps, &Suspicion{Checker: checks.NewChecker(checks.DefaultScores, nil, res), SPF: spfCheck, Threshold: s.threshold,
+			Mode: mode, RejectThreshold: s.rejectThreshold})
 	}
 	steps = append(steps, g.GreylistStep())
-	env := &suspicionEnv{clock: clocktest.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)), log: &bytes.Buffer{}, dns: srv}
+	env := &suspicionEnv{clock: clocktest.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)), log: &bytes.Buffer{}, dns: srv, steps: steps, g: g}
 	env.e = newTestEngine(env.log, Options{Clock: env.clock}, steps...)
 	return env
 }

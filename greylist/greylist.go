@@ -57,14 +57,15 @@ func (g *Greylist) Peek(ctx context.Context, key Key, now time.Time) (Standing, 
 	return g.known(ctx, key, now, false)
 }
 
-// Preview says what an attempt of key at now would come to, without
-// recording it, and what is stored of key.
-func (g *Greylist) Preview(ctx context.Context, key Key, now time.Time) (res Result, stored Record, found bool, err error) {
+// Preview says what an attempt of key at now under rules (g.Rules, or a
+// rules-file line's) would come to, without recording it, and what is
+// stored of key.
+func (g *Greylist) Preview(ctx context.Context, key Key, rules Rules, now time.Time) (res Result, stored Record, found bool, err error) {
 	stored, found, err = g.Store.Lookup(ctx, key)
 	if err != nil {
 		return Result{}, Record{}, false, err
 	}
-	return g.Rules.Apply(stored, found, now), stored, found, nil
+	return rules.Apply(stored, found, now), stored, found, nil
 }
 
 func (g *Greylist) known(ctx context.Context, key Key, now time.Time, touch bool) (Standing, error) {
@@ -112,7 +113,12 @@ func (g *Greylist) touch(key Key, seen, now time.Time) {
 
 // Attempt records an attempt of key at now and says what it comes to.
 func (g *Greylist) Attempt(ctx context.Context, key Key, now time.Time) (Result, error) {
-	rules := g.Rules
+	return g.AttemptWith(ctx, key, g.Rules, now)
+}
+
+// AttemptWith is Attempt under rules instead of g.Rules: a rules-file line
+// gives some mail its own delay and retry window.
+func (g *Greylist) AttemptWith(ctx context.Context, key Key, rules Rules, now time.Time) (Result, error) {
 	rules.NoClientPasses = g.AutoWhitelist <= 0
 	start := time.Now()
 	res, err := g.Store.Attempt(ctx, key, rules, now)

@@ -123,6 +123,8 @@ type session struct {
 	name    string // verified client name
 	claimed string // client name the MTA did not vouch for
 	helo    string
+	postfix bool // the MTA is Postfix (macro v)
+	tls     engine.TLSClient
 
 	// transaction
 	sender   string
@@ -147,6 +149,8 @@ func (s *session) Connect(host string, family string, port uint16, addr net.IP, 
 		}
 	}
 	s.name, s.claimed = clientName(host), ""
+	s.postfix = strings.HasPrefix(m.Macros["v"], "Postfix")
+	s.tls = engine.TLSClient{}
 	if !nameVerified(m.Macros) {
 		s.name, s.claimed = "", s.name
 	}
@@ -189,12 +193,34 @@ func clientName(host string) string {
 
 func (s *session) Helo(name string, m *gomilter.Modifier) (gomilter.Response, error) {
 	s.helo = name
+	s.readTLS(m.Macros)
 	return replyContinue, nil
+}
+
+// readTLS takes the client certificate from the TLS macros, which MTAs
+// send with HELO (the EHLO after STARTTLS) or with MAIL. Sendmail says in
+// {verify} whether it verified the certificate (OK) and sends its subject
+// and issuer whatever the outcome; Postfix has no {verify} and sends
+// {cert_subject} and {cert_issuer} (their CNs) only for a certificate it
+// verified.
+func (s *session) readTLS(macros map[string]string) {
+	subject, ok := macros["{cert_subject}"]
+	verify, hasVerify := macros["{verify}"]
+	if !ok && !hasVerify {
+		return
+	}
+	s.tls = engine.TLSClient{Subject: subject, Issuer: macros["{cert_issuer}"]}
+	if hasVerify {
+		s.tls.Verified = verify == "OK"
+	} else {
+		s.tls.Verified = s.postfix && subject != ""
+	}
 }
 
 func (s *session) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
 	s.resetTransaction()
 	s.sender = from
+	s.readTLS(m.Macros)
 	s.authUser = m.Macros["{auth_authen}"]
 	s.queueID = m.Macros["i"]
 	return replyContinue, nil
@@ -213,6 +239,7 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 		Recipient:   rcpt,
 		AuthUser:    s.authUser,
 		QueueID:     s.queueID,
+		TLS:         s.tls,
 	}
 	s.srv.inFlight.RLock()
 	v := s.srv.decider.Decide(context.Background(), req)

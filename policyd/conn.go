@@ -262,5 +262,7 @@ func (c *conn) engineRequest() (*engine.Request, string) {
 		Recipient:  r.Recipient,
 		AuthUser:   r.SASLUsername,
 		QueueID:    r.QueueID,
+		TLS: engine.TLSClient{Verified: r.CCertSubject != "", Subject: r.CCertSubject,
+			Issuer: r.CCertIssuer, Fingerprint: r.CCertFingerprint},
 	}, ""
 }

@@ -23,6 +23,11 @@ type Request struct {
 	SASLUsername  string
 	Instance      string // the same for every request about one message
 	QueueID       string
+	// The client certificate: Postfix sends the subject and issuer (their
+	// CNs) only for a certificate it verified; the fingerprint for any.
+	CCertSubject     string
+	CCertIssuer      string
+	CCertFingerprint string
 
 	// Attributes counts every attribute line of the request, used or not.
 	Attributes int
@@ -118,6 +123,9 @@ const (
 	fSASLUsername
 	fInstance
 	fQueueID
+	fCCertSubject
+	fCCertIssuer
+	fCCertFingerprint
 )
 
 // set stores one attribute and reports which field it filled.
@@ -154,6 +162,15 @@ func (r *Request) set(name, value []byte) uint16 {
 	case "queue_id":
 		assign(&r.QueueID, value)
 		return fQueueID
+	case "ccert_subject":
+		assign(&r.CCertSubject, value)
+		return fCCertSubject
+	case "ccert_issuer":
+		assign(&r.CCertIssuer, value)
+		return fCCertIssuer
+	case "ccert_fingerprint":
+		assign(&r.CCertFingerprint, value)
+		return fCCertFingerprint
 	}
 	return 0
 }
@@ -173,6 +190,7 @@ func (r *Request) clear(seen uint16) {
 		{fType, &r.Type}, {fState, &r.ProtocolState}, {fClientAddress, &r.ClientAddress},
 		{fClientName, &r.ClientName}, {fHelo, &r.HeloName}, {fSender, &r.Sender}, {fRecipient, &r.Recipient},
 		{fSASLUsername, &r.SASLUsername}, {fInstance, &r.Instance}, {fQueueID, &r.QueueID},
+		{fCCertSubject, &r.CCertSubject}, {fCCertIssuer, &r.CCertIssuer}, {fCCertFingerprint, &r.CCertFingerprint},
 	} {
 		if seen&f.bit == 0 {
 			*f.s = ""

@@ -36,7 +36,7 @@ func TestReader(t *testing.T) {
 		{
 			name: "value with = and spaces",
 			in:   "ccert_subject=CN=a b\nsasl_username=user=x \n\n",
-			want: []Request{{SASLUsername: "user=x ", Attributes: 2}},
+			want: []Request{{SASLUsername: "user=x ", CCertSubject: "CN=a b", Attributes: 2}},
 			err:  io.EOF,
 		},
 		{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/rules"
 )
 
 func TestBadChecksFlagsExit2(t *testing.T) {
@@ -37,23 +38,36 @@ func checksPipeline(t *testing.T, args ...string) *pipeline {
 	return p
 }
 
+// TestChecksModuleSteps: the suspicion step is there in every mode (in
+// --mode always it acts only on DNSBL listings in score mode and on rules
+// that set mode suspicious); the mode goes to it and to the greylist step;
+// the penalty follows the mode unless --penalty was given.
 func TestChecksModuleSteps(t *testing.T) {
 	tests := []struct {
-		args                []string
-		identity, suspicion bool
+		args        []string
+		identity    bool
+		mode        rules.Mode
+		autoPenalty bool
 	}{
-		{nil, true, false},
-		{[]string{"--mode", "always", "--spf-identity=false"}, false, false},
-		{[]string{"--mode", "suspicious"}, true, true},
-		{[]string{"--mode", "suspicious", "--spf-identity=false"}, false, true},
+		{nil, true, rules.ModeAlways, true},
+		{[]string{"--mode", "always", "--spf-identity=false"}, false, rules.ModeAlways, true},
+		{[]string{"--mode", "suspicious"}, true, rules.ModeSuspicious, true},
+		{[]string{"--mode", "suspicious", "--spf-identity=false", "--reject-threshold", "6", "--penalty", "0"}, false, rules.ModeSuspicious, false},
 	}
 	for _, tt := range tests {
 		p := checksPipeline(t, tt.args...)
 		if got := len(p.steps[slotIdentity]) == 1; got != tt.identity {
 			t.Errorf("%v: identity step %v, want %v", tt.args, got, tt.identity)
 		}
-		if got := len(p.steps[slotSuspicion]) == 1; got != tt.suspicion {
-			t.Errorf("%v: suspicion step %v, want %v", tt.args, got, tt.suspicion)
+		if len(p.steps[slotSuspicion]) != 1 {
+			t.Fatalf("%v: %d suspicion steps, want 1", tt.args, len(p.steps[slotSuspicion]))
+		}
+		s := p.steps[slotSuspicion][0].(*engine.Suspicion)
+		if s.Mode != tt.mode || p.greylisting.Mode != tt.mode {
+			t.Errorf("%v: mode %v (greylist step %v), want %v", tt.args, s.Mode, p.greylisting.Mode, tt.mode)
+		}
+		if p.greylisting.AutoPenalty != tt.autoPenalty {
+			t.Errorf("%v: penalty follows the mode: %v, want %v", tt.args, p.greylisting.AutoPenalty, tt.autoPenalty)
 		}
 	}
 }

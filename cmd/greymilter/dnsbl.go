@@ -81,6 +81,7 @@ type dnsFlags struct {
 	text, ecode string
 	code        int
 	replies     []string
+	score       int
 	addwl       []string
 	wlThreshold int
 
@@ -88,10 +89,11 @@ type dnsFlags struct {
 }
 
 func (f *dnsFlags) addFlags(fs *pflag.FlagSet) {
-	fs.StringArrayVarP(&f.addbl, "addbl", "a", nil, "DNS block list zone (repeatable); ZONE=FILTER limits the answers that count: 127.0.0.2, 127.0.0.2-127.0.0.11, 127.0.0.8/29, comma separated")
+	fs.StringArrayVarP(&f.addbl, "addbl", "a", nil, "DNS block list zone (repeatable); ZONE=FILTER limits the answers that count: 127.0.0.2, 127.0.0.2-127.0.0.11, 127.0.0.8/29, comma separated; a trailing :score=N is the list's score under --dnsbl-action score")
 	fs.Var(newChoice(&f.policy, "any", "any", "all", "majority"), "policy", "when the block lists that answered list a client")
 	fs.IntVar(&f.blThreshold, "dnsbl-threshold", 0, "list a client when at least this many block lists list it (instead of --policy; 0: use --policy)")
-	fs.Var(newChoice(&f.action, "reject", "reject", "greylist", "mark"), "dnsbl-action", "what a block listing does: reject, greylist whatever else says, or mark with an X-RBL-Warning header")
+	fs.Var(newChoice(&f.action, "reject", "reject", "greylist", "mark", "score"), "dnsbl-action", "what a block listing does: reject, greylist whatever else says, mark with an X-RBL-Warning header, or score: add --score-dnsbl to the suspicion score (rejected at --reject-threshold)")
+	fs.IntVar(&f.score, "score-dnsbl", 3, "with --dnsbl-action score, what a listing adds to the suspicion score (per list: --addbl ZONE:score=N)")
 	fs.StringVar(&f.text, "dnsbl-text", engine.DefaultDNSBLText, "rejection text; {ADDR} {DNSBL} {TXT} (the list's reason) {SENDER} {RECIPIENT} are replaced")
 	fs.IntVar(&f.code, "dnsbl-code", engine.DefaultDNSBLCode, "rejection SMTP code")
 	fs.StringVar(&f.ecode, "dnsbl-ecode", engine.DefaultDNSBLECode, "rejection enhanced status code")
@@ -100,7 +102,7 @@ func (f *dnsFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.addwl, "addwl", nil, "DNS allow list zone (repeatable, ZONE=FILTER as for --addbl); listed clients pass without greylisting")
 	fs.IntVar(&f.wlThreshold, "dnswl-threshold", 1, "pass a client that at least this many allow lists list")
 	fs.Var(newLongDuration(&f.selfTestInterval, time.Hour), "dns-selftest-interval", "how often the DNS lists' RFC 5782 self-test runs (also at start); an allow list that fails it is suspended until it passes")
-	reloadable(fs, "addbl", "policy", "dnsbl-threshold", "dnsbl-action", "dnsbl-text", "dnsbl-code", "dnsbl-ecode", "dnsbl-reply", "addwl", "dnswl-threshold", "dns-selftest-interval")
+	reloadable(fs, "addbl", "policy", "dnsbl-threshold", "dnsbl-action", "score-dnsbl", "dnsbl-text", "dnsbl-code", "dnsbl-ecode", "dnsbl-reply", "addwl", "dnswl-threshold", "dns-selftest-interval")
 }
 
 func (f *dnsFlags) check() error {
@@ -156,7 +158,9 @@ func (f *dnsFlags) steps(p *pipeline) error {
 	p.selfTestInterval = f.selfTestInterval
 	action, _ := engine.ParseDNSBLAction(f.action)
 	wlSlot, blSlot := slotDNSWLAfterKnown, slotDNSBLAfterKnown
-	if len(f.addbl) > 0 && action != engine.DNSBLGreylist {
+	// In greylist and score mode a listing only makes a client wait, which
+	// a known triplet did already: known clients cost no lookups.
+	if len(f.addbl) > 0 && action != engine.DNSBLGreylist && action != engine.DNSBLScore {
 		wlSlot, blSlot = slotDNSWL, slotDNSBL
 	}
 	if len(f.addwl) > 0 {
@@ -176,7 +180,7 @@ func (f *dnsFlags) steps(p *pipeline) error {
 		if err != nil {
 			return err
 		}
-		p.add(blSlot, &engine.DNSBL{List: bl, Action: action, Code: f.code, ECode: f.ecode, Text: f.text})
+		p.add(blSlot, &engine.DNSBL{List: bl, Action: action, Code: f.code, ECode: f.ecode, Text: f.text, Score: f.score})
 		p.dnsLists = append(p.dnsLists, bl)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/greymilter/greymilter/internal/duration"
 )
 
 // durationValue is a pflag.Value for durations that also takes days
@@ -56,30 +58,7 @@ func (d *durationValue) String() string {
 }
 
 // parseDuration reads "300" (seconds), "35d" (days) or a Go duration.
-func parseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 {
-			return 0, fmt.Errorf("negative duration %q", s)
-		}
-		return time.Duration(n) * time.Second, nil
-	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseFloat(days, 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("bad duration %q: want seconds, a number of days like 35d, or a Go duration like 5m", s)
-		}
-		return time.Duration(n * float64(24*time.Hour)), nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("bad duration %q: want seconds, a number of days like 35d, or a Go duration like 5m", s)
-	}
-	if v < 0 {
-		return 0, fmt.Errorf("negative duration %q", s)
-	}
-	return v, nil
-}
+func parseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 
 // modeValue is a pflag.Value for an octal file mode such as 0660.
 type modeValue fs.FileMode

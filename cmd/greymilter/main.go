@@ -119,6 +119,8 @@ const (
 	slotLists
 	slotRuntimeWhitelist // entries of `greymilter db whitelist`, after the list files
 	slotRoles            // postmaster@ and abuse@: after the blacklists, before any DNS
+	// slotRules finds the rules-file line whose settings later steps use.
+	slotRules
 	// slotDNSWL and slotDNSBL are before the known step when a DNSBL
 	// rejects or marks: a listing is newer information than a past pass,
 	// so it applies to known clients too (and the DNSWL keeps its
@@ -258,7 +260,7 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.Var(newDuration(&c.dbCacheTTL, 5*time.Minute), "db-cache-ttl", "how long a shared database's local cache trusts a passed triplet or auto-whitelisted client")
 	fs.Var(newDuration(&c.rules.Delay, greylist.DefaultRules.Delay), "delay", "how long a new triplet waits (seconds, or 5m, 1h...)")
 	fs.Var(newLongDuration(&c.rules.RetryWindow, greylist.DefaultRules.RetryWindow), "retry-window", "a triplet that never passed starts again after this")
-	fs.Var(newDuration(&c.rules.Penalty, 0), "penalty", "extra wait for each retry before the delay is over")
+	fs.Var(newDuration(&c.rules.Penalty, 0), "penalty", "extra wait for each retry before the delay is over (default: the delay in --mode suspicious, capped by --max-wait; 0 in --mode always)")
 	fs.Var(newLongDuration(&c.rules.MaxWait, greylist.DefaultRules.MaxWait), "max-wait", "cap of the wait that penalties can build up")
 	fs.Var(newLongDuration(&c.rules.MaxAge, greylist.DefaultRules.MaxAge), "max-age", "forget triplets and clients not seen for this long")
 	fs.Var(newLongDuration(&c.rules.PurgeUnverified, greylist.DefaultRules.PurgeUnverified), "purge-unverified", "forget triplets that never passed after this long")

@@ -24,6 +24,9 @@ type pipeline struct {
 	steps [numSlots][]engine.Step
 	// greylist holds the greylisting rules; maintenance purges by them.
 	greylist *greylist.Greylist
+	// greylisting is the known and greylist steps' setting; the checks
+	// module gives it the mode.
+	greylisting *engine.Greylisting
 	// dnsLists are self-tested once the pipeline is in force, and then
 	// every selfTestInterval.
 	dnsLists         []*dnsbl.List
@@ -49,7 +52,11 @@ func newPipeline(cfg *config, logs *logging, resolver *dnsbl.Resolver, store gre
 		Keyer:    greylist.Keyer{IPv4Prefix: c.ipv4Prefix, IPv6Prefix: c.ipv6Prefix, ByHost: c.byHost},
 		Text:     c.greylistText,
 		Hostname: c.hostname,
+		// The penalty follows the mode unless --penalty was given (on
+		// the command line or in the config file, 0 included).
+		AutoPenalty: !cfg.fs.Changed("penalty"),
 	}
+	p.greylisting = g
 	p.add(slotBypass, &engine.Bypass{Trusted: trusted})
 	p.add(slotKnown, g.KnownStep())
 	p.add(slotGreylist, g.GreylistStep())

@@ -39,6 +39,7 @@ func Run(t *testing.T, open Opener) {
 		{"Lifecycle", testLifecycle},
 		{"RetryWindow", testRetryWindow},
 		{"Penalty", testPenalty},
+		{"RulesPerAttempt", testRulesPerAttempt},
 		{"ConcurrentAttempts", testConcurrentAttempts},
 		{"PassesCountedOnlyForAutoWhitelisting", testPassesCounted},
 		{"AutoWhitelist", testAutoWhitelist},
@@ -152,6 +153,34 @@ func testPenalty(t *testing.T, s greylist.Store) {
 	}
 	if res := attemptWith(t, s, rules, k, T0.Add(8*time.Minute)); res.Outcome != greylist.Passed {
 		t.Fatalf("retry after max-wait: %+v, want passed", res)
+	}
+}
+
+// testRulesPerAttempt: the rules come with each attempt (a rules-file
+// line gives some mail its own delay and retry window), and the stored
+// record keeps only when the triplet was first seen, so the delay and
+// window in force at each retry decide.
+func testRulesPerAttempt(t *testing.T, s greylist.Store) {
+	short := Rules
+	short.Delay, short.RetryWindow = time.Minute, 10*time.Minute
+	fast, slow := Key(5), Key(6)
+	if res := attemptWith(t, s, short, fast, T0); res.Outcome != greylist.New || res.Wait != time.Minute {
+		t.Fatalf("first attempt under a 1m delay: %+v", res)
+	}
+	Attempt(t, s, slow, T0)
+	if res := attemptWith(t, s, short, fast, T0.Add(61*time.Second)); res.Outcome != greylist.Passed || res.Delayed != 61*time.Second {
+		t.Fatalf("retry after the 1m delay: %+v, want passed", res)
+	}
+	if res := Attempt(t, s, slow, T0.Add(61*time.Second)); res.Outcome != greylist.EarlyRetry || res.Wait != 5*time.Minute-61*time.Second {
+		t.Fatalf("retry of the other triplet under the 5m delay: %+v, want an early retry", res)
+	}
+	// The same waiting triplet judged by the short rules later: past
+	// their 10m window it starts again; under the 2d window it passes.
+	if res := attemptWith(t, s, short, slow, T0.Add(11*time.Minute)); res.Outcome != greylist.New || !res.Restarted {
+		t.Fatalf("past the short retry window: %+v, want a restarted new attempt", res)
+	}
+	if res := Attempt(t, s, slow, T0.Add(17*time.Minute)); res.Outcome != greylist.Passed {
+		t.Fatalf("after the restart, under the 5m delay: %+v, want passed", res)
 	}
 }
 

@@ -37,6 +37,9 @@ type PostfixOptions struct {
 	// MainCF holds extra main.cf lines, appended last so that they override
 	// the harness's own settings.
 	MainCF []string
+	// MasterCF holds extra master.cf lines, e.g. the tlsmgr service that
+	// smtpd's STARTTLS needs.
+	MasterCF []string
 }
 
 // PostfixInstance is a running Postfix started by [Postfix].
@@ -118,7 +121,7 @@ func Postfix(t testing.TB, opts PostfixOptions) *PostfixInstance {
 	}
 	files := map[string]string{
 		"main.cf":   p.mainCF(dataDir, mailbox, opts),
-		"master.cf": fmt.Sprintf(masterCF, p.Addr, chroot),
+		"master.cf": fmt.Sprintf(masterCF, p.Addr, chroot) + strings.Join(append(opts.MasterCF, ""), "\n"),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(p.ConfigDir, name), []byte(content), 0o644); err != nil {
