@@ -17,6 +17,8 @@ type Greylisting struct {
 	Keyer    greylist.Keyer
 	Text     string // deferral template; DefaultGreylistText when empty
 	Hostname string // named in the X-Greylist header
+	// Slow, if set, learns slow but honest retriers (step_slow.go).
+	Slow *greylist.SlowRetriers
 }
 
 func (g *Greylisting) key(d *Decision) greylist.Key {
@@ -87,7 +89,7 @@ func (s greylistStep) Run(ctx context.Context, d *Decision) (bool, error) {
 			err = s.g.noteStored(ctx, d, key)
 		}
 	} else {
-		res, err = s.g.Greylist.Attempt(ctx, key, d.Now)
+		res, err = s.g.attempt(ctx, d, key)
 	}
 	if err != nil {
 		return false, err

@@ -112,7 +112,12 @@ func (g *Greylist) touch(key Key, seen, now time.Time) {
 
 // Attempt records an attempt of key at now and says what it comes to.
 func (g *Greylist) Attempt(ctx context.Context, key Key, now time.Time) (Result, error) {
-	rules := g.Rules
+	return g.AttemptWith(ctx, key, g.Rules, now)
+}
+
+// AttemptWith is Attempt under other timing rules than g's (e.g. the
+// longer retry window of a learned slow retrier).
+func (g *Greylist) AttemptWith(ctx context.Context, key Key, rules Rules, now time.Time) (Result, error) {
 	rules.NoClientPasses = g.AutoWhitelist <= 0
 	start := time.Now()
 	res, err := g.Store.Attempt(ctx, key, rules, now)
