@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,7 +45,13 @@ type SlowRetriers struct {
 	Privacy    *Privacy // nil: domains and clients are stored as they are
 	MinClients int
 	MaxRetry   time.Duration
-	Log        *slog.Logger
+	// RefreshEvery is how often an attempt first reads again what the
+	// store knows (what other MX hosts learned, and purges old evidence);
+	// 0: never.
+	RefreshEvery time.Duration
+	Log          *slog.Logger
+
+	lastRefresh atomic.Int64 // unix nanoseconds of the latest refresh
 
 	mu       sync.RWMutex
 	learned  map[string]bool // stored domain → learned
@@ -85,6 +92,7 @@ func (s *SlowRetriers) Attempt(ctx context.Context, g *Greylist, key Key, client
 	if domain == "" {
 		return g.Attempt(ctx, key, now)
 	}
+	s.maybeRefresh(ctx, g.Rules, now)
 	d, c := s.stored(domain, client)
 	s.mu.RLock()
 	learned, evidence := s.learned[d], s.evidence[d]
@@ -131,6 +139,18 @@ func (s *SlowRetriers) logError(what string, err error) {
 	}
 }
 
+// maybeRefresh refreshes when RefreshEvery has passed since the last
+// time; of concurrent attempts only one does.
+func (s *SlowRetriers) maybeRefresh(ctx context.Context, rules Rules, now time.Time) {
+	last := s.lastRefresh.Load()
+	if s.RefreshEvery <= 0 || now.UnixNano()-last < int64(s.RefreshEvery) || !s.lastRefresh.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	if err := s.Refresh(ctx, rules, now); err != nil {
+		s.logError("refresh", err)
+	}
+}
+
 // Refresh forgets what was last seen more than rules.MaxAge ago and reads
 // again what the store knows, with what other hosts learned.
 func (s *SlowRetriers) Refresh(ctx context.Context, rules Rules, now time.Time) error {
@@ -153,21 +173,6 @@ func (s *SlowRetriers) Refresh(ctx context.Context, rules Rules, now time.Time) 
 	s.mu.Lock()
 	s.learned, s.evidence = learned, evidence
 	s.mu.Unlock()
+	s.lastRefresh.Store(now.UnixNano())
 	return nil
-}
-
-// Run refreshes every interval until ctx ends.
-func (s *SlowRetriers) Run(ctx context.Context, every time.Duration, rules Rules, now func() time.Time) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := s.Refresh(ctx, rules, now()); err != nil && ctx.Err() == nil {
-			s.logError("refresh", err)
-		}
-	}
 }

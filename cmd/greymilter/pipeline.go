@@ -24,6 +24,10 @@ type pipeline struct {
 	steps [numSlots][]engine.Step
 	// greylist holds the greylisting rules; maintenance purges by them.
 	greylist *greylist.Greylist
+	// greylisting is the known and greylist steps' shared part.
+	greylisting *engine.Greylisting
+	// throttle is the rate limit of new triplets, or nil (throttle.go).
+	throttle *engine.Throttle
 	// dnsLists are self-tested once the pipeline is in force, and then
 	// every selfTestInterval.
 	dnsLists         []*dnsbl.List
@@ -50,6 +54,7 @@ func newPipeline(cfg *config, logs *logging, resolver *dnsbl.Resolver, store gre
 		Text:     c.greylistText,
 		Hostname: c.hostname,
 	}
+	p.greylisting = g
 	p.add(slotBypass, &engine.Bypass{Trusted: trusted})
 	p.add(slotKnown, g.KnownStep())
 	p.add(slotGreylist, g.GreylistStep())
@@ -73,7 +78,7 @@ func newPipeline(cfg *config, logs *logging, resolver *dnsbl.Resolver, store gre
 
 // pipeline builds the pipeline of cfg on the app's store and resolver.
 func (a *app) pipeline(cfg *config) (*pipeline, error) {
-	p, err := newPipeline(cfg, a.logs, a.resolver, a.store)
+	p, err := newPipeline(cfg, a.logs, a.resolver, a.keyed)
 	if err != nil {
 		return nil, err
 	}
