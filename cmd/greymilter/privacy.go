@@ -90,7 +90,8 @@ func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (raw, keye
 	if p == nil {
 		return store, store, nil
 	}
-	return store, greylist.PrivateStore{Store: store, P: p}, nil
+	keyer := greylist.Keyer{IPv4Prefix: c.ipv4Prefix, IPv6Prefix: c.ipv6Prefix, ByHost: c.byHost}
+	return store, greylist.Private(store, p, keyer), nil
 }
 
 // load returns the keying of --privacy, or nil without it. A secret file

@@ -55,10 +55,7 @@ func (f *slowFlags) steps(p *pipeline) error {
 	if p.store == nil {
 		return nil // check-config: no database
 	}
-	raw, priv := p.store, (*greylist.Privacy)(nil)
-	if ps, ok := raw.(greylist.PrivateStore); ok {
-		raw, priv = ps.Store, ps.P
-	}
+	raw, priv := greylist.Unwrap(p.store)
 	store, ok := raw.(greylist.SlowRetryStore)
 	if !ok {
 		return fmt.Errorf("--learn-slow-retriers: the store of --db cannot keep slow retriers")

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,4 +144,37 @@ func TestCheckPrivacyRefusesMixing(t *testing.T) {
 
 func TestExtras(t *testing.T) {
 	storetest.RunExtras(t, func(t *testing.T) greylist.Store { return mustOpen(t, filepath.Join(t.TempDir(), "g.db")) })
+}
+
+// Under privacy the admin's plain filters (an address, a sender, a
+// recipient) find and delete the hashed triplet.
+func TestPrivateAdminFilters(t *testing.T) {
+	ctx := context.Background()
+	raw := mustOpen(t, ":memory:")
+	p, _ := greylist.NewPrivacy([]byte(greylist.NewSecret()))
+	s := greylist.Private(raw, p, greylist.DefaultKeyer)
+	admin, ok := s.(greylist.Admin)
+	if !ok {
+		t.Fatal("a private SQLite store is no greylist.Admin")
+	}
+	key := greylist.DefaultKeyer.Key(netip.MustParseAddr("192.0.2.7"), "alice@example.org", "bob@example.net")
+	if _, err := s.Attempt(ctx, key, greylist.DefaultRules, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	list, err := admin.List(ctx, greylist.Filter{Client: "192.0.2.99", Sender: "Alice@Example.org", Recipient: "bob@example.net"})
+	if err != nil || len(list) != 1 || strings.Contains(list[0].Client, "192.0.2") {
+		t.Fatalf("list by plain filter: %+v %v, want the one hashed triplet", list, err)
+	}
+	if list, _ := admin.List(ctx, greylist.Filter{Sender: "carol@example.org"}); len(list) != 0 {
+		t.Errorf("another sender found %+v", list)
+	}
+	if _, err := admin.List(ctx, greylist.Filter{Client: "192.0.0.0/16"}); err == nil {
+		t.Error("a network wider than the triplets' subnets was accepted")
+	}
+	if n, err := admin.Delete(ctx, greylist.Filter{Client: "192.0.2.0/24"}); err != nil || n != 1 {
+		t.Fatalf("delete by subnet: %d %v", n, err)
+	}
+	if _, found, _ := s.Lookup(ctx, key); found {
+		t.Error("still there after delete")
+	}
 }
