@@ -24,6 +24,8 @@ type Greylisting struct {
 	// suspicious mode (by --mode or its rule) gets the delay again for
 	// every early retry (bley's default), one in mode always none.
 	AutoPenalty bool
+	// Slow, if set, learns slow but honest retriers (step_slow.go).
+	Slow *greylist.SlowRetriers
 }
 
 // rules are the timing rules for d: the flags', changed by d's rule.
@@ -116,7 +118,7 @@ func (s greylistStep) Run(ctx context.Context, d *Decision) (bool, error) {
 			err = s.g.noteStored(ctx, d, key)
 		}
 	} else {
-		res, err = s.g.Greylist.AttemptWith(ctx, key, rl, d.Now)
+		res, err = s.g.attempt(ctx, d, rl, key)
 	}
 	if err != nil {
 		return false, err

@@ -116,8 +116,8 @@ func (g *Greylist) Attempt(ctx context.Context, key Key, now time.Time) (Result,
 	return g.AttemptWith(ctx, key, g.Rules, now)
 }
 
-// AttemptWith is Attempt under rules instead of g.Rules: a rules-file line
-// gives some mail its own delay and retry window.
+// AttemptWith is Attempt under other timing rules than g's: a rules-file
+// line's delay and retry window, or a learned slow retrier's longer window.
 func (g *Greylist) AttemptWith(ctx context.Context, key Key, rules Rules, now time.Time) (Result, error) {
 	rules.NoClientPasses = g.AutoWhitelist <= 0
 	start := time.Now()

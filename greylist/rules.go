@@ -71,7 +71,11 @@ type Result struct {
 	Wait      time.Duration // remaining wait, for deferrals
 	Delayed   time.Duration // how long the mail was held, for Passed
 	Restarted bool          // a stale attempt was started over
-	Record    Record        // the record as stored after the attempt
+	// Late is, when a triplet that never passed is started over because
+	// it came back after the retry window, how long after its first
+	// attempt it came back; 0 otherwise.
+	Late   time.Duration
+	Record Record // the record as stored after the attempt
 }
 
 // required is the wait a triplet needs after attempts tries.
@@ -98,8 +102,12 @@ func (r Rules) Apply(rec Record, found bool, now time.Time) Result {
 	// purge would have; one that never passed starts again after the window.
 	restarted := found && (rec.Passed() || now.Sub(rec.FirstSeen) > r.RetryWindow)
 	if !found || restarted {
+		var late time.Duration
+		if restarted && !rec.Passed() {
+			late = now.Sub(rec.FirstSeen)
+		}
 		rec = Record{FirstSeen: now, LastSeen: now, Attempts: 1}
-		return Result{Outcome: New, Wait: r.Delay, Restarted: restarted, Record: rec}
+		return Result{Outcome: New, Wait: r.Delay, Restarted: restarted, Late: late, Record: rec}
 	}
 	elapsed := now.Sub(rec.FirstSeen)
 	rec.LastSeen = now

@@ -13,6 +13,7 @@ const (
 	rejectECode        = "5.7.1"
 	rejectCode         = 550
 	temporaryCodeClass = 4
+	throttleCode       = 421
 )
 
 // appendReply appends a whole answer, "action=...\n\n", for verdict v.
@@ -20,6 +21,10 @@ const (
 func appendReply(dst []byte, v *engine.Verdict, h *engine.Header) []byte {
 	dst = append(dst, "action="...)
 	switch {
+	case v.Action == engine.Defer && v.Code == throttleCode:
+		// A throttled subnet (--max-new-triplets): a plain 421, on which
+		// Postfix ends the session as after the milter's.
+		dst = appendCoded(strconv.AppendInt(dst, throttleCode, 10), v.ECode, deferECode, v.Text)
 	case v.Action == engine.Defer:
 		// DEFER_IF_PERMIT, as postgrey: a restriction further down that
 		// rejects the recipient outright still wins, so spammers are not

@@ -100,7 +100,7 @@ func (f *controlFlags) start(_ context.Context, a *app) error {
 	}
 	srv := &control.Server{
 		Ops: &control.Ops{
-			Store: a.store,
+			Store: a.keyed, // under --privacy, what the admin types is hashed
 			// A purge goes by the rules in force (a reload may change them).
 			Rules:   func() greylist.Rules { return a.inForce.Load().greylist.Rules },
 			Explain: a.engine.Explain,

@@ -135,6 +135,7 @@ const (
 	slotDNSWLAfterKnown
 	slotDNSBLAfterKnown
 	slotSuspicion
+	slotThrottle // rate limit of new triplets, just before they are created
 	slotGreylist
 	numSlots
 )
@@ -185,7 +186,10 @@ type app struct {
 	// cannot change (sockets, database) stays as it says.
 	cfg *config
 
-	store    greylist.Store
+	store greylist.Store
+	// keyed is what decisions use: store, or under --privacy its wrapper
+	// that hashes every key first.
+	keyed    greylist.Store
 	resolver *dnsbl.Resolver
 	engine   *engine.Engine
 	recorder *stats.Recorder
@@ -402,11 +406,11 @@ func build(ctx context.Context, cfg *config, logs *logging) (*app, error) {
 	if err := a.bindAndDrop(ctx); err != nil {
 		return a, err
 	}
-	store, err := greylist.Open(ctx, cfg.core.db, greylist.Options{Timeout: cfg.core.dbTimeout, CacheTTL: cfg.core.dbCacheTTL, AutoWhitelist: cfg.core.autoWhitelist, Log: logs.component("store")})
+	store, keyed, err := openStore(ctx, cfg, logs.component("store")) // privacy.go
 	if err != nil {
 		return a, err // a closes the sockets already bound
 	}
-	a.store = store
+	a.store, a.keyed = store, keyed
 	a.onClose(store.Close)
 	counter, ok := store.(greylist.Counter)
 	if !ok {

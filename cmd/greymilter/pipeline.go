@@ -27,6 +27,8 @@ type pipeline struct {
 	// greylisting is the known and greylist steps' setting; the checks
 	// module gives it the mode.
 	greylisting *engine.Greylisting
+	// throttle is the rate limit of new triplets, or nil (throttle.go).
+	throttle *engine.Throttle
 	// dnsLists are self-tested once the pipeline is in force, and then
 	// every selfTestInterval.
 	dnsLists         []*dnsbl.List
@@ -80,7 +82,7 @@ func newPipeline(cfg *config, logs *logging, resolver *dnsbl.Resolver, store gre
 
 // pipeline builds the pipeline of cfg on the app's store and resolver.
 func (a *app) pipeline(cfg *config) (*pipeline, error) {
-	p, err := newPipeline(cfg, a.logs, a.resolver, a.store)
+	p, err := newPipeline(cfg, a.logs, a.resolver, a.keyed)
 	if err != nil {
 		return nil, err
 	}

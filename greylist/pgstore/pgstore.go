@@ -208,6 +208,22 @@ var migrations = []string{
 		expires bigint NOT NULL DEFAULT 0, -- 0: never
 		note    text NOT NULL DEFAULT ''
 	);`,
+	// meta: named values about the database itself, such as whether its
+	// keys are private (greylist.Meta).
+	`CREATE TABLE meta (
+		name  text PRIMARY KEY,
+		value text NOT NULL
+	);`,
+	// slow_retriers: clients that retried a sender domain's mail after
+	// the retry window, and whether its mail then passed from them
+	// (greylist.SlowRetryStore).
+	`CREATE TABLE slow_retriers (
+		domain    text NOT NULL,
+		client    text NOT NULL,
+		late_at   bigint NOT NULL,
+		passed_at bigint NOT NULL DEFAULT 0,
+		PRIMARY KEY (domain, client)
+	);`,
 }
 
 // migrate brings the schema up to date in one transaction, under an

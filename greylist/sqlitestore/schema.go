@@ -41,6 +41,22 @@ var migrations = []string{
 		expires INTEGER NOT NULL DEFAULT 0, -- 0: never
 		note    TEXT NOT NULL DEFAULT ''
 	) WITHOUT ROWID;`,
+	// meta: named values about the database itself, such as whether its
+	// keys are private (greylist.Meta).
+	`CREATE TABLE meta (
+		name  TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	) WITHOUT ROWID;`,
+	// slow_retriers: clients that retried a sender domain's mail after
+	// the retry window, and whether its mail then passed from them
+	// (greylist.SlowRetryStore).
+	`CREATE TABLE slow_retriers (
+		domain    TEXT NOT NULL,
+		client    TEXT NOT NULL,
+		late_at   INTEGER NOT NULL, -- unix milliseconds
+		passed_at INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (domain, client)
+	) WITHOUT ROWID;`,
 }
 
 func migrate(db *sql.DB) error {

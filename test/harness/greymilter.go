@@ -94,6 +94,7 @@ type GreymilterProcess struct {
 	DB      string   // the SQLite file, kept across restarts
 	LogFile string   // stdout and stderr of every run, appended
 	Args    []string // every argument greymilter is started with
+	Env     []string // KEY=VALUE added to the environment of the next start
 
 	t   testing.TB
 	bin string
@@ -236,6 +237,9 @@ func (g *GreymilterProcess) start() {
 	}
 	defer logf.Close()
 	g.cmd = exec.Command(g.bin, g.Args...)
+	if g.Env != nil {
+		g.cmd.Env = append(os.Environ(), g.Env...)
+	}
 	g.cmd.Stdout = logf
 	g.cmd.Stderr = logf
 	// Do not outlive a test binary that dies without running its cleanups.
