@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/greymilter/greymilter/internal/loglevel"
 )
 
 // A write fault is an episode: from the first write that failed because of
@@ -107,7 +110,7 @@ func (s *Store) healed() {
 	if h.cause == nil {
 		return
 	}
-	s.log.Info("sqlitestore: the database can be written again", "db", s.path,
+	s.log.Log(context.Background(), loglevel.Notice, "sqlitestore: the database can be written again", "db", s.path,
 		"fault_lasted", time.Since(h.since).Round(time.Millisecond), "failed_writes", h.failed, "was", h.cause.Error())
 	h.cause, h.failed, h.reopen = nil, 0, false
 	h.unwritable.Store(false)
