@@ -22,6 +22,12 @@ type Options struct {
 	// off), the only clients a shared store's cache keeps.
 	AutoWhitelist int
 	Log           *slog.Logger
+	// WriteTest makes a backend prove at start that it can write (the
+	// daemon asks; a reader such as `greymilter stats` need not).
+	WriteTest bool
+	// Recover lets a backend that finds its database damaged move it
+	// aside and start afresh with what it can still read (--db-recover).
+	Recover bool
 }
 
 // Backend opens the stores whose DSN it recognises.

@@ -83,3 +83,10 @@ type Health interface {
 	// Failures counts the operations that failed for want of it.
 	Failures() int64
 }
+
+// ErrCorrupt marks a database that is damaged: greymilter will not use it
+// as it is (see --db-recover).
+var ErrCorrupt = errors.New("database is damaged")
+
+// ErrUnwritable marks a database that cannot be written at start.
+var ErrUnwritable = errors.New("database cannot be written")

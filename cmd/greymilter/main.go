@@ -44,7 +44,8 @@ const DefaultSocket = "inet:127.0.0.1:10029"
 // at most: counting a million triplets takes a while.
 const summaryEvery = 30 * time.Second
 
-// exitUsage is the exit status for bad flags, config or list files.
+// exitUsage is the exit status for bad flags, config or list files, and
+// for a database that the operator must repair (damaged, unwritable).
 const exitUsage = 2
 
 func main() {
@@ -247,6 +248,7 @@ type coreFlags struct {
 	trusted                                  []string
 	autoWhitelist                            int
 	dryRun                                   bool
+	dbRecover                                bool
 	config                                   string
 	showVersion, checkConfig                 bool
 }
@@ -261,6 +263,7 @@ func (c *coreFlags) add(fs *pflag.FlagSet) {
 	fs.Var(newChoice(&c.logTarget, "stderr", "stderr", "syslog"), "log-target", "where logs go (syslog: the mail facility)")
 	fs.StringVar(&c.db, "db", "greymilter.db", "SQLite database file, :memory:, or a postgres:// URL of a database shared by several MX hosts")
 	fs.Var(newDuration(&c.dbTimeout, time.Second), "db-timeout", "bound on one operation of a database server (PostgreSQL); past it the decision is answered per --on-error")
+	fs.BoolVar(&c.dbRecover, "db-recover", false, "if the SQLite database is damaged, move it aside (FILE.corrupt-TIMESTAMP) and start a fresh one with every row that can still be read")
 	fs.Var(newDuration(&c.dbCacheTTL, 5*time.Minute), "db-cache-ttl", "how long a shared database's local cache trusts a passed triplet or auto-whitelisted client")
 	fs.Var(newDuration(&c.rules.Delay, greylist.DefaultRules.Delay), "delay", "how long a new triplet waits (seconds, or 5m, 1h...)")
 	fs.Var(newLongDuration(&c.rules.RetryWindow, greylist.DefaultRules.RetryWindow), "retry-window", "a triplet that never passed starts again after this")
@@ -380,7 +383,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if a != nil {
 			a.close()
 		}
-		if errors.Is(err, errConfig) {
+		if errors.Is(err, errConfig) || errors.Is(err, greylist.ErrCorrupt) || errors.Is(err, greylist.ErrUnwritable) {
 			return exitUsage
 		}
 		return 1
@@ -423,6 +426,9 @@ func build(ctx context.Context, cfg *config, logs *logging) (*app, error) {
 	}
 	if h, ok := store.(greylist.Health); ok {
 		a.metrics.MustRegister(greylist.HealthCollectors(h)...)
+	}
+	if c, ok := store.(interface{ Collectors() []prometheus.Collector }); ok {
+		a.metrics.MustRegister(c.Collectors()...) // the SQLite store's write faults and file checks
 	}
 	if a.resolver, err = cfg.resolver.build(a.clock, logs.component("dns")); err != nil {
 		return a, configError(err)

@@ -64,7 +64,7 @@ func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (raw, keye
 	c := &cfg.core
 	privacy := privacyOf(cfg)
 	open := func() (greylist.Store, error) {
-		return greylist.Open(ctx, c.db, greylist.Options{Timeout: c.dbTimeout, CacheTTL: c.dbCacheTTL, AutoWhitelist: c.autoWhitelist, Log: logger})
+		return greylist.Open(ctx, c.db, greylist.Options{Timeout: c.dbTimeout, CacheTTL: c.dbCacheTTL, AutoWhitelist: c.autoWhitelist, Log: logger, Recover: c.dbRecover, WriteTest: true})
 	}
 	store, err := open()
 	if err != nil {

@@ -14,7 +14,7 @@ func init() {
 		Name:  "sqlite",
 		Match: func(dsn string) bool { return !strings.Contains(dsn, "://") },
 		Open: func(_ context.Context, dsn string, opts greylist.Options) (greylist.Store, error) {
-			return open(dsn, opts.Log)
+			return OpenWith(dsn, Options{Log: opts.Log, Recover: opts.Recover, WriteTest: opts.WriteTest})
 		},
 	})
 }

@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 
@@ -59,16 +60,17 @@ var migrations = []string{
 	) WITHOUT ROWID;`,
 }
 
-func migrate(db *sql.DB) error {
+func migrate(db *sql.Conn) error {
+	ctx := context.Background()
 	var version int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("reading schema version: %w", err)
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("schema version %d is newer than this greymilter knows (%d)", version, len(migrations))
 	}
 	for i := version; i < len(migrations); i++ {
-		tx, err := db.Begin()
+		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/greymilter/greymilter/greylist"
@@ -22,13 +25,31 @@ import (
 // commit. The database runs in WAL mode with synchronous=NORMAL: a
 // committed transaction survives the process being killed.
 type Store struct {
-	w     *sql.DB   // the pool of the one writing connection
-	wc    *sql.Conn // that connection, held by the writer goroutine
-	r     *sql.DB   // readers of a file database; nil for :memory:
-	ops   chan *op
-	touch chan touchOp
-	quit  chan struct{}
-	done  chan struct{}
+	path string
+	log  *slog.Logger
+
+	w       *sql.DB                // the pool of the one writing connection
+	wc      *sql.Conn              // that connection, held by the writer goroutine; reopened after faults
+	r       atomic.Pointer[sql.DB] // readers of a file database; nil for :memory:
+	ops     chan *op
+	touch   chan touchOp
+	control chan func() // run by the writer between batches
+	quit    chan struct{}
+	done    chan struct{}
+
+	// health is the record of write faults, kept by the writer.
+	health health
+	// salvage is a damaged database moved aside by --db-recover, whose
+	// readable rows go into the fresh one.
+	salvage string
+	// held is the database file, held open to learn whether it was
+	// deleted (watchFile; watchDone is closed when that ended).
+	fileMu    sync.Mutex
+	held      *os.File
+	watchDone chan struct{}
+	// ck is the checkpointer's connection (opened as needed).
+	ckMu sync.Mutex
+	ck   *sql.DB
 
 	// mu guards closed: senders hold it shared while they queue, so that
 	// Close, which takes it exclusively, knows nothing is queued after it.
@@ -110,8 +131,8 @@ type querier interface {
 // of a file database; for ":memory:", whose only connection the writer
 // holds, the writer's, between its other operations.
 func (s *Store) read(ctx context.Context, fn func(q querier) error) error {
-	if s.r != nil {
-		return fn(s.r)
+	if r := s.r.Load(); r != nil {
+		return fn(r)
 	}
 	return s.do(ctx, func(c *sql.Conn) error { return fn(c) })
 }
@@ -282,6 +303,10 @@ func (s *Store) Close() error {
 	<-s.done
 	if s.checkpointDone != nil {
 		<-s.checkpointDone
+	}
+	if s.watchDone != nil {
+		<-s.watchDone
+		s.held.Close()
 	}
 	return s.closeDBs()
 }

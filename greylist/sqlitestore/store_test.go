@@ -223,7 +223,7 @@ func TestIndexAgreesWithDatabase(t *testing.T) {
 		}
 		for i := range n {
 			k := key(i)
-			want, wantFound, err := scanRecord(s.r.QueryRow(selTripletSQL, k.Client, k.Sender, k.Recipient))
+			want, wantFound, err := scanRecord(s.r.Load().QueryRow(selTripletSQL, k.Client, k.Sender, k.Recipient))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +236,7 @@ func TestIndexAgreesWithDatabase(t *testing.T) {
 			}
 			var passes int
 			var last int64
-			err = s.r.QueryRow(selClientSQL, k.Client).Scan(&passes, &last)
+			err = s.r.Load().QueryRow(selClientSQL, k.Client).Scan(&passes, &last)
 			wantClient := greylist.ClientRecord{Passes: passes, LastSeen: fromMS(last)}
 			gotClient, found, _ := s.ix.client(k.Client)
 			if found != (err == nil) || found && gotClient != wantClient {
@@ -295,10 +295,10 @@ func TestNewFileDatabasePageSize(t *testing.T) {
 	s := mustOpen(t, path)
 	var size int
 	var mode string
-	if err := s.r.QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != pageSize {
+	if err := s.r.Load().QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != pageSize {
 		t.Errorf("page size %d (%v), want %d", size, err, pageSize)
 	}
-	if err := s.r.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+	if err := s.r.Load().QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal mode %q (%v), want wal", mode, err)
 	}
 
@@ -312,7 +312,7 @@ func TestNewFileDatabasePageSize(t *testing.T) {
 	}
 	db.Close()
 	s = mustOpen(t, old)
-	if err := s.r.QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != 8192 {
+	if err := s.r.Load().QueryRow("PRAGMA page_size").Scan(&size); err != nil || size != 8192 {
 		t.Errorf("existing database: page size %d (%v), want its own 8192", size, err)
 	}
 }
@@ -353,10 +353,10 @@ func TestFailedOperationFailsAlone(t *testing.T) {
 		}
 	}
 	var n int
-	if err := s.r.QueryRow(`SELECT count(*) FROM triplets WHERE client = ?`, bad.Client).Scan(&n); err != nil || n != 0 {
+	if err := s.r.Load().QueryRow(`SELECT count(*) FROM triplets WHERE client = ?`, bad.Client).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the failed operation's write: %d rows (%v), want none", n, err)
 	}
-	if err := s.r.QueryRow(`SELECT count(*) FROM triplets`).Scan(&n); err != nil || n != 40 {
+	if err := s.r.Load().QueryRow(`SELECT count(*) FROM triplets`).Scan(&n); err != nil || n != 40 {
 		t.Fatalf("%d triplets (%v), want the 40 attempts", n, err)
 	}
 	mustAttempt(t, s, key(500), t0)

@@ -35,6 +35,12 @@ func (s *Store) writer() {
 			batch = append(batch[:0], o)
 		case t := <-s.touch:
 			batch = append(batch[:0], s.touchOp(t))
+		case fn := <-s.control:
+			fn()
+			continue
+		case <-s.retryTimer():
+			s.retry()
+			continue
 		case <-s.quit:
 			s.drain()
 			return
@@ -61,7 +67,8 @@ func (s *Store) drain() {
 
 // commit runs a batch in one transaction. If any operation fails the batch
 // is rolled back and each operation is run again on its own, so that one bad
-// operation fails alone.
+// operation fails alone. A fault of the database (not of an operation)
+// fails the whole batch and starts or continues a fault episode (heal.go).
 func (s *Store) commit(batch []*op) {
 	live := batch[:0:0]
 	for _, o := range batch {
@@ -74,7 +81,27 @@ func (s *Store) commit(batch []*op) {
 	if len(live) == 0 {
 		return
 	}
-	err := s.runTx(live)
+	if err := s.ready(); err != nil {
+		s.failAll(live, err)
+		return
+	}
+	live, err := s.beginWait(live)
+	if err != nil {
+		s.failAll(live, err)
+		return
+	}
+	if len(live) == 0 {
+		return // all answered while the lock was held elsewhere
+	}
+	err = s.runTx(live, true)
+	if fault, reopen := faultClass(err); fault {
+		s.writeFailed(err, reopen)
+		s.failAll(live, err)
+		return
+	}
+	if err == nil {
+		s.healed()
+	}
 	if err == nil || len(live) == 1 {
 		for _, o := range live {
 			o.reply(err)
@@ -82,19 +109,103 @@ func (s *Store) commit(batch []*op) {
 		return
 	}
 	for _, o := range live {
-		o.reply(s.runTx([]*op{o}))
+		o.reply(s.runTx([]*op{o}, false))
 	}
 }
 
-// runTx runs ops in one transaction. The writer's connection is its own:
-// BEGIN and COMMIT go to it directly, without database/sql's Tx, which
-// starts a goroutine per transaction to watch its context.
-func (s *Store) runTx(ops []*op) error {
+// ready tells whether a batch may be tried: during a fault episode that
+// needs the connection reopened, only once its retry is due, and then
+// after a successful retry.
+func (s *Store) ready() error {
+	if s.health.cause == nil {
+		return nil // the usual case: no clock read
+	}
+	if err := s.failFast(time.Now()); err != nil {
+		return err
+	}
+	if h := &s.health; h.cause != nil && h.reopen && !s.retry() {
+		return fmt.Errorf("%w: %w", ErrUnavailable, h.cause)
+	}
+	return nil
+}
+
+// failAll answers every operation of a batch that could not run with err.
+func (s *Store) failAll(ops []*op, err error) {
+	for _, o := range ops {
+		o.reply(err)
+	}
+}
+
+// beginWait begins the batch's transaction. While another process holds
+// the write lock it tries again, in slices of busyWait, taking in what is
+// queued meanwhile, and fails each operation whose deadline is near with
+// a "locked" error, so that its decision is answered in time. It returns
+// the operations still waiting, once the transaction has begun.
+func (s *Store) beginWait(ops []*op) ([]*op, error) {
+	for {
+		_, err := s.begin.Exec()
+		if err == nil {
+			return ops, nil
+		}
+		if !isBusy(err) {
+			if fault, reopen := faultClass(err); fault {
+				s.writeFailed(err, reopen)
+			}
+			return ops, fmt.Errorf("greylist: begin: %w", err)
+		}
+		select {
+		case <-s.quit:
+			return ops, fmt.Errorf("greylist: begin: %w", err)
+		default:
+		}
+		now := time.Now()
+		keep := ops[:0]
+		for _, o := range ops {
+			if o.ctx == nil {
+				keep = append(keep, o)
+				continue
+			}
+			if dl, ok := o.ctx.Deadline(); (ok && dl.Sub(now) < answerMargin) || o.ctx.Err() != nil {
+				s.writeFailed(err, false)
+				o.reply(fmt.Errorf("greylist: the database is locked by another process: %w", err))
+				continue
+			}
+			keep = append(keep, o)
+		}
+		ops = keep
+		if len(ops) == 0 {
+			return nil, nil
+		}
+		ops = s.takeQueued(ops)
+	}
+}
+
+// takeQueued adds what is queued to ops, without waiting.
+func (s *Store) takeQueued(ops []*op) []*op {
+	for {
+		select {
+		case o := <-s.ops:
+			ops = append(ops, o)
+		case t := <-s.touch:
+			ops = append(ops, s.touchOp(t))
+		default:
+			return ops
+		}
+	}
+}
+
+// runTx runs ops in one transaction, begun already if begun, else here.
+// The writer's connection is its own: BEGIN and COMMIT go to it directly,
+// without database/sql's Tx, which starts a goroutine per transaction to
+// watch its context.
+func (s *Store) runTx(ops []*op, begun bool) error {
 	s.pending = s.pending[:0]
 	clear(s.overlay)
 	clear(s.clientOverlay)
-	if _, err := s.begin.Exec(); err != nil {
-		return fmt.Errorf("greylist: begin: %w", err)
+	if !begun {
+		if _, err := s.begin.Exec(); err != nil {
+			return fmt.Errorf("greylist: begin: %w", err)
+		}
 	}
 	for _, o := range ops {
 		if err := o.run(s.wc); err != nil {

@@ -34,23 +34,8 @@ func GreymilterBinary(t testing.TB) string {
 		if build.err != nil {
 			return
 		}
-		// Tests run in their package's directory; find the module root
-		// from there.
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			build.err = fmt.Errorf("go env GOMOD: %w", err)
-			return
-		}
-		gomod := strings.TrimSpace(string(out))
-		if gomod == "" || gomod == os.DevNull {
-			build.err = fmt.Errorf("go env GOMOD: not inside a module")
-			return
-		}
 		path := filepath.Join(build.dir, "greymilter")
-		cmd := exec.Command("go", "build", "-o", path, "./cmd/greymilter")
-		cmd.Dir = filepath.Dir(gomod)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/greymilter: %w\n%s", err, out)
+		if build.err = goBuild("./cmd/greymilter", path); build.err != nil {
 			return
 		}
 		build.path = path
@@ -59,6 +44,26 @@ func GreymilterBinary(t testing.TB) string {
 		t.Fatalf("harness: %v", build.err)
 	}
 	return build.path
+}
+
+// goBuild builds the command pkg of this module into path.
+func goBuild(pkg, path string) error {
+	// Tests run in their package's directory; find the module root
+	// from there.
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return fmt.Errorf("go env GOMOD: not inside a module")
+	}
+	cmd := exec.Command("go", "build", "-o", path, pkg)
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	return nil
 }
 
 // Main runs the tests of a package that uses the harness and removes what
