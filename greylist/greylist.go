@@ -147,8 +147,11 @@ func (g *Greylist) AttemptWith(ctx context.Context, key Key, rules Rules, now ti
 	return res, nil
 }
 
-// Maintain purges expired state every interval until ctx ends.
-func (g *Greylist) Maintain(ctx context.Context, every time.Duration, now func() time.Time) {
+// Maintain purges expired state every interval until ctx ends, by the
+// rules of the Greylist that current returns at each tick: a reload
+// changes the rules without restarting the interval, so that reloads more
+// frequent than the interval cannot keep every purge from running.
+func Maintain(ctx context.Context, every time.Duration, now func() time.Time, current func() *Greylist) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -157,21 +160,27 @@ func (g *Greylist) Maintain(ctx context.Context, every time.Duration, now func()
 			return
 		case <-t.C:
 		}
-		start := time.Now()
-		st, err := g.Store.Purge(ctx, g.Rules, now())
-		if g.Metrics != nil {
-			g.Metrics.purge.Observe(time.Since(start).Seconds())
-			g.Metrics.purged(st)
+		current().PurgeExpired(ctx, now())
+	}
+}
+
+// PurgeExpired forgets what g's rules say has expired at now, and logs
+// and counts what went.
+func (g *Greylist) PurgeExpired(ctx context.Context, now time.Time) {
+	start := time.Now()
+	st, err := g.Store.Purge(ctx, g.Rules, now)
+	if g.Metrics != nil {
+		g.Metrics.purge.Observe(time.Since(start).Seconds())
+		g.Metrics.purged(st)
+	}
+	if err != nil {
+		if ctx.Err() == nil && g.Log != nil {
+			g.Log.Error("purge failed", "err", err)
 		}
-		if err != nil {
-			if ctx.Err() == nil && g.Log != nil {
-				g.Log.Error("purge failed", "err", err)
-			}
-			continue
-		}
-		if g.Log != nil {
-			g.Log.Info("purged", "triplets", st.Triplets, "unverified", st.Unverified, "never_retried", st.NeverRetried, "clients", st.Clients, "took", time.Since(start).Round(time.Millisecond))
-		}
+		return
+	}
+	if g.Log != nil {
+		g.Log.Info("purged", "triplets", st.Triplets, "unverified", st.Unverified, "never_retried", st.NeverRetried, "clients", st.Clients, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 

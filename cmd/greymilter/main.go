@@ -197,7 +197,7 @@ type app struct {
 	services []service
 	closers  []func() error
 
-	// maintenance purges with the rules of the pipeline in force.
+	// maintenance self-tests the DNS lists of the pipeline in force.
 	maintenance struct {
 		sync.Mutex
 		stop func()
@@ -468,6 +468,13 @@ func (a *app) serve(ctx context.Context, stderr io.Writer, hup <-chan os.Signal)
 	recorderCtx, stopRecorder := context.WithCancel(context.Background())
 	var recorder sync.WaitGroup
 	recorder.Go(func() { a.recorder.Run(recorderCtx, time.Minute) })
+	// Purges run on one timer for the whole run, with the rules of the
+	// pipeline in force at each tick.
+	purgeCtx, stopPurges := context.WithCancel(context.Background())
+	var purges sync.WaitGroup
+	purges.Go(func() {
+		greylist.Maintain(purgeCtx, a.cfg.core.purgeInterval, a.clock.Now, func() *greylist.Greylist { return a.inForce.Load().greylist })
+	})
 
 	errs := make(chan error, len(a.services))
 	for _, s := range a.services {
@@ -506,6 +513,8 @@ loop:
 		}
 	}
 	a.stopMaintenance()
+	stopPurges()
+	purges.Wait()
 	stopRecorder()
 	recorder.Wait()
 	if err := a.close(); err != nil {

@@ -94,8 +94,7 @@ func (a *app) pipeline(cfg *config) (*pipeline, error) {
 }
 
 // install puts p in force: the engine decides with it from the next
-// decision on, maintenance purges by its rules, its DNS lists are
-// self-tested.
+// decision on, purges follow its rules, its DNS lists are self-tested.
 func (a *app) install(p *pipeline) {
 	a.engine.SetPipeline(p.compiled)
 	a.inForce.Store(p)
@@ -104,7 +103,6 @@ func (a *app) install(p *pipeline) {
 	m := &a.maintenance
 	m.Lock()
 	m.stop = cancel
-	m.wg.Go(func() { p.greylist.Maintain(ctx, a.cfg.core.purgeInterval, a.clock.Now) })
 	// The RFC 5782 self-test of every list, at once and then every
 	// interval, without holding anything up; failures are logged
 	// warnings and counted (an allow list is also suspended).
@@ -114,8 +112,8 @@ func (a *app) install(p *pipeline) {
 	m.Unlock()
 }
 
-// stopMaintenance stops the purges and self-tests of the pipeline in force
-// and waits for them.
+// stopMaintenance stops the self-tests of the pipeline in force and waits
+// for them.
 func (a *app) stopMaintenance() {
 	m := &a.maintenance
 	m.Lock()

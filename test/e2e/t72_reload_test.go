@@ -110,3 +110,32 @@ func TestT72ReloadConfigFile(t *testing.T) {
 		t.Errorf("after a broken reload: wait %d, want the 2 minutes still in force (not the broken file's 10)", w)
 	}
 }
+
+// TestT72PurgesDespiteFrequentReloads: reloads more frequent than
+// --purge-interval do not restart its timer, so purges still run (a SIGHUP
+// every few seconds once kept every purge from running and the store grew
+// without bound).
+func TestT72PurgesDespiteFrequentReloads(t *testing.T) {
+	t.Parallel()
+	gm := harness.Greymilter(t, "--purge-interval", "1s")
+	stop := make(chan struct{})
+	hups := make(chan int)
+	go func() {
+		n := 0
+		defer func() { hups <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+				gm.Signal(syscall.SIGHUP)
+				n++
+			}
+		}
+	}()
+	gm.WaitRecords(func(r harness.LogRecord) bool { return r["msg"] == "purged" }, 2)
+	close(stop)
+	if n := <-hups; n < 3 {
+		t.Fatalf("only %d SIGHUPs before two purges: the test proves nothing", n)
+	}
+}
