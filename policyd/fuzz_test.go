@@ -70,7 +70,8 @@ func FuzzReader(f *testing.F) {
 
 func fields(r *Request) []string {
 	return []string{r.Type, r.ProtocolState, r.ClientAddress, r.ClientName,
-		r.HeloName, r.Sender, r.Recipient, r.SASLUsername, r.Instance, r.QueueID}
+		r.HeloName, r.Sender, r.Recipient, r.SASLUsername, r.Instance, r.QueueID,
+		r.CCertSubject, r.CCertIssuer, r.CCertFingerprint}
 }
 
 // encode writes r back as a request. Lines end in CRLF because the reader
@@ -78,7 +79,8 @@ func fields(r *Request) []string {
 func encode(r *Request) string {
 	var b strings.Builder
 	for i, name := range []string{"request", "protocol_state", "client_address", "client_name",
-		"helo_name", "sender", "recipient", "sasl_username", "instance", "queue_id"} {
+		"helo_name", "sender", "recipient", "sasl_username", "instance", "queue_id",
+		"ccert_subject", "ccert_issuer", "ccert_fingerprint"} {
 		if v := fields(r)[i]; v != "" {
 			b.WriteString(name + "=" + v + "\r\n")
 		}
