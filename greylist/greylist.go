@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/greymilter/greymilter/internal/loglevel"
 )
 
 // Greylist answers the two questions the engine asks: is this triplet (or
@@ -180,7 +182,9 @@ func (g *Greylist) PurgeExpired(ctx context.Context, now time.Time) {
 		return
 	}
 	if g.Log != nil {
-		g.Log.Info("purged", "triplets", st.Triplets, "unverified", st.Unverified, "never_retried", st.NeverRetried, "clients", st.Clients, "took", time.Since(start).Round(time.Millisecond))
+		// A notice: one line a purge interval that an administrator
+		// wants without -v.
+		g.Log.Log(ctx, loglevel.Notice, "purged", "triplets", st.Triplets, "unverified", st.Unverified, "never_retried", st.NeverRetried, "clients", st.Clients, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 
