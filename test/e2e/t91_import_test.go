@@ -126,10 +126,12 @@ func startPeer(t *testing.T, dir, addr string, cmd *exec.Cmd) (stop func()) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-waited:
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
+			// sqlgrey (Perl, Net::Server) can take seconds to wind down
+			// on a busy machine; it is the peer, not what is tested.
 			cmd.Process.Kill()
 			<-waited
-			t.Errorf("%s did not stop within 10s of SIGTERM", name)
+			t.Errorf("%s did not stop within 30s of SIGTERM", name)
 		}
 	}
 	t.Cleanup(stop)
