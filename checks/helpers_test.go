@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 func writeFile(t *testing.T, name, text string) string {
@@ -21,10 +21,10 @@ func writeFile(t *testing.T, name, text string) string {
 
 // newResolver starts a DNS server with the zones and returns the project's
 // caching resolver asking it.
-func newResolver(t *testing.T, zones ...string) (*dnsbl.Resolver, *dnstest.Server) {
+func newResolver(t *testing.T, zones ...string) (*resolver.Resolver, *dnstest.Server) {
 	t.Helper()
 	srv := dnstest.Start(t, zones...)
-	r, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Timeout: 500 * time.Millisecond})
+	r, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}, Timeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 // Resolver is the DNS interface of the checks. It is the shape of
 // *net.Resolver and of blitiri.com.ar/go/spf's DNSResolver, which the
-// project's caching resolver (dnsbl.Resolver) has.
+// project's caching resolver (resolver.Resolver) has.
 type Resolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)

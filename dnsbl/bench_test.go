@@ -6,31 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/resolver"
 )
-
-func BenchmarkCachedLookup(b *testing.B) {
-	srv := startBench(b)
-	r, _ := newResolver(b, Config{}, srv)
-	ctx := context.Background()
-	if _, err := r.Lookup(ctx, "2.0.0.127.a.bl.test", dns.TypeA); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := r.Lookup(ctx, "2.0.0.127.a.bl.test", dns.TypeA); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	if s := r.Stats(); s.Queries != 1 {
-		b.Errorf("%d queries sent, want 1", s.Queries)
-	}
-}
 
 // BenchmarkCheck runs whole checks against three lists, with a warm cache
 // (every answer cached) and with none (every check asks the server).
@@ -42,7 +20,7 @@ func BenchmarkCheck(b *testing.B) {
 		cache int
 	}{{"warm", 0}, {"nocache", -1}} {
 		b.Run(bc.name, func(b *testing.B) {
-			r, _ := newResolver(b, Config{CacheSize: bc.cache}, dnstest.Start(b, blZones...).Addr())
+			r, _ := newResolver(b, resolver.Config{CacheSize: bc.cache}, dnstest.Start(b, blZones...).Addr())
 			l := NewList(r, Majority, nil, zones...)
 			l.Instrument(NewMetrics()) // as greymilter runs it
 			ctx := context.Background()
@@ -70,7 +48,7 @@ func BenchmarkCheckSlowLists(b *testing.B) {
 	for _, z := range []string{"a.bl.test", "b.bl.test", "c.bl.test"} {
 		srv.SetDelay(z, 5*time.Millisecond)
 	}
-	r, _ := newResolver(b, Config{CacheSize: -1}, srv.Addr())
+	r, _ := newResolver(b, resolver.Config{CacheSize: -1}, srv.Addr())
 	l := NewList(r, Majority, nil, zones...)
 	ctx := context.Background()
 	for b.Loop() {

@@ -4,17 +4,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/internal/clocktest"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // newResolver returns a resolver on a fake clock asking servers.
-func newResolver(t testing.TB, cfg Config, servers ...string) (*Resolver, *clocktest.Clock) {
+func newResolver(t testing.TB, cfg resolver.Config, servers ...string) (*resolver.Resolver, *clocktest.Clock) {
 	t.Helper()
 	clock := clocktest.New(time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC))
 	cfg.Servers = servers
 	cfg.Clock = clock
-	r, err := NewResolver(cfg)
+	r, err := resolver.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,8 +22,6 @@ func newResolver(t testing.TB, cfg Config, servers ...string) (*Resolver, *clock
 }
 
 var blZones = []string{"testdata/a.bl.zone", "testdata/b.bl.zone", "testdata/c.bl.zone", "testdata/errors.bl.zone", "testdata/wl.zone", "testdata/refusals.wl.zone"}
-
-func startBench(tb testing.TB) string { return dnstest.Start(tb, blZones...).Addr() }
 
 func mustZones(tb testing.TB, specs ...string) []Zone {
 	tb.Helper()

@@ -1,3 +1,10 @@
+// Package dnsbl checks SMTP clients against DNS block lists (DNSBL) and
+// allow lists (DNSWL), through the shared caching resolver (package
+// resolver).
+//
+// A List checks one address against a set of zones under a policy (any,
+// all, majority, or a hit threshold). Lists that fail abstain: the policy
+// is decided on the answers received.
 package dnsbl
 
 import (
@@ -13,6 +20,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // ErrRefused is the error of a zone that answered with a refusal code
@@ -26,7 +35,7 @@ var ErrSuspended = errors.New("zone suspended: it fails the RFC 5782 self-test")
 // List checks addresses against a set of DNS zones (block or allow lists)
 // under a policy.
 type List struct {
-	res    *Resolver
+	res    *resolver.Resolver
 	zones  []Zone
 	state  []zoneState // one per zone, same index
 	policy Policy
@@ -46,7 +55,7 @@ type zoneState struct {
 
 // NewList returns a block list of zones queried through res and judged by
 // policy. A nil logger means slog.Default().
-func NewList(res *Resolver, policy Policy, log *slog.Logger, zones ...Zone) *List {
+func NewList(res *resolver.Resolver, policy Policy, log *slog.Logger, zones ...Zone) *List {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -56,7 +65,7 @@ func NewList(res *Resolver, policy Policy, log *slog.Logger, zones ...Zone) *Lis
 // NewAllowList returns an allow list (DNSWL): as NewList, but a zone that
 // fails the RFC 5782 self-test is suspended until it passes again, since a
 // broken allow list would let everybody through.
-func NewAllowList(res *Resolver, policy Policy, log *slog.Logger, zones ...Zone) *List {
+func NewAllowList(res *resolver.Resolver, policy Policy, log *slog.Logger, zones ...Zone) *List {
 	l := NewList(res, policy, log, zones...)
 	l.allow = true
 	return l
@@ -149,7 +158,7 @@ func (l *List) Check(ctx context.Context, addr netip.Addr) Result {
 	if n == 0 {
 		return res
 	}
-	rev := Reverse(addr)
+	rev := resolver.Reverse(addr)
 	// Outcomes are kept by value, on the stack for the usual few zones:
 	// a warm check should cost next to nothing.
 	var small [8]zoneOutcome
@@ -267,7 +276,7 @@ func (l *List) query(ctx context.Context, i int, rev string) ([]netip.Addr, erro
 // listing reads zone i's answer a: the addresses that count as a listing,
 // nil when the zone does not list the address, an error when it refused the
 // query.
-func (l *List) listing(i int, a *Answer) ([]netip.Addr, error) {
+func (l *List) listing(i int, a *resolver.Answer) ([]netip.Addr, error) {
 	z := &l.zones[i]
 	var listed []netip.Addr
 	for _, rr := range a.Records {
@@ -309,7 +318,7 @@ const maxTXT = 400
 // none. Ask it only after z listed addr: most lists publish a reason only
 // for what they list, and a query per lookup would double their load.
 func (l *List) TXT(ctx context.Context, addr netip.Addr, z *Zone) (string, error) {
-	a, err := l.res.Lookup(ctx, Reverse(addr)+"."+z.Name+".", dns.TypeTXT)
+	a, err := l.res.Lookup(ctx, resolver.Reverse(addr)+"."+z.Name+".", dns.TypeTXT)
 	if err != nil {
 		return "", err
 	}
@@ -441,7 +450,7 @@ func (l *List) selfTest(ctx context.Context, i int) (answered bool, err error) {
 		addr   string
 		listed bool
 	}{{"127.0.0.2", true}, {"127.0.0.1", false}} {
-		a, err := l.res.Lookup(ctx, Reverse(netip.MustParseAddr(tc.addr))+"."+z.Name+".", dns.TypeA)
+		a, err := l.res.Lookup(ctx, resolver.Reverse(netip.MustParseAddr(tc.addr))+"."+z.Name+".", dns.TypeA)
 		if err != nil {
 			return false, fmt.Errorf("dnsbl: self-test of %s: %w", z.Name, err)
 		}

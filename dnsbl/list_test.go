@@ -14,12 +14,13 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 func TestCheckPolicies(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
 	// slow.bl.test answers after an hour: it abstains at this timeout.
-	r, _ := newResolver(t, Config{Timeout: 300 * time.Millisecond}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{Timeout: 300 * time.Millisecond}, srv.Addr())
 	tests := []struct {
 		zones     string
 		policy    Policy
@@ -114,7 +115,7 @@ func TestCheckPolicies(t *testing.T) {
 
 func TestCheckAnswers(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{}, srv.Addr())
 	// "all" needs every answer while they all list.
 	l := NewList(r, All, nil, mustZones(t, "a.bl.test", "b.bl.test")...)
 	res := l.Check(context.Background(), netip.MustParseAddr("192.0.2.3"))
@@ -140,7 +141,7 @@ func TestCheckAnswers(t *testing.T) {
 
 func TestCheckStopsWhenCertain(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{Timeout: time.Hour}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{Timeout: time.Hour}, srv.Addr())
 	tests := []struct {
 		policy Policy
 		addr   string
@@ -169,7 +170,7 @@ func TestCheckStopsWhenCertain(t *testing.T) {
 
 func TestCheckHonoursDeadline(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{Timeout: time.Hour}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{Timeout: time.Hour}, srv.Addr())
 	l := NewList(r, Any, nil, mustZones(t, "slow.bl.test", "b.bl.test")...)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -181,7 +182,7 @@ func TestCheckHonoursDeadline(t *testing.T) {
 
 func TestRefusalLoggedOncePerZone(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{}, srv.Addr())
 	var buf bytes.Buffer
 	l := NewList(r, Any, slog.New(slog.NewTextHandler(&buf, nil)), mustZones(t, "pub.bl.test", "uri.bl.test")...)
 	for _, a := range []string{"192.0.2.2", "192.0.2.3", "192.0.2.2"} {
@@ -203,7 +204,7 @@ func TestRefusalLoggedOncePerZone(t *testing.T) {
 
 func TestSelfTest(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{Timeout: 300 * time.Millisecond}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{Timeout: 300 * time.Millisecond}, srv.Addr())
 	tests := []struct {
 		zone string
 		ok   bool
@@ -241,7 +242,7 @@ func TestSelfTest(t *testing.T) {
 
 func TestDNSWLThreshold(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{}, srv.Addr())
 	tests := []struct {
 		threshold int
 		addr      string
@@ -270,7 +271,7 @@ func TestCheckNoZones(t *testing.T) {
 // gives the same result from the cache alone, refusals included.
 func TestWarmCheckAnswersFromTheCache(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{}, srv.Addr())
 	l := NewList(r, All, nil, mustZones(t, "a.bl.test", "b.bl.test", "c.bl.test")...)
 	ctx := context.Background()
 	for _, addr := range []string{"192.0.2.3", "192.0.2.2", "192.0.2.99"} {
@@ -319,7 +320,7 @@ func outcomesByZone(r Result) map[string]string {
 // whitelist everybody), are logged once per zone and counted.
 func TestAllowListRefusals(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{}, srv.Addr())
 	for _, zone := range []string{"dnswl.wl.test", "spamhaus.wl.test", "error.wl.test"} {
 		t.Run(zone, func(t *testing.T) {
 			var buf bytes.Buffer
@@ -347,7 +348,7 @@ func TestAllowListRefusals(t *testing.T) {
 // reported. Both count the failure.
 func TestSelfTestSuspendsAllowList(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, clock := newResolver(t, Config{}, srv.Addr())
+	r, clock := newResolver(t, resolver.Config{}, srv.Addr())
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	wl := NewAllowList(r, Threshold(1), log, mustZones(t, "late.wl.test")...)
@@ -408,7 +409,7 @@ func TestSelfTestSuspendsAllowList(t *testing.T) {
 // after DNS comes back.
 func TestSelfTestLookupFailureDoesNotSuspend(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{Timeout: 300 * time.Millisecond}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{Timeout: 300 * time.Millisecond}, srv.Addr())
 	wl := NewAllowList(r, Threshold(1), nil, mustZones(t, "fail.bl.test")...)
 	if errs := wl.SelfTest(context.Background()); len(errs) != 1 {
 		t.Fatalf("self-test errors %v, want one", errs)
@@ -422,7 +423,7 @@ func TestSelfTestLookupFailureDoesNotSuspend(t *testing.T) {
 // until the context ends.
 func TestRunSelfTests(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{CacheSize: -1}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{CacheSize: -1}, srv.Addr())
 	wl := NewAllowList(r, Threshold(1), nil, mustZones(t, "wl1.test")...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

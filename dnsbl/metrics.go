@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // Metrics count, per DNS list zone, what checks asked and got. One Metrics
@@ -93,7 +95,7 @@ func (l *List) observe(o zoneOutcome) {
 	case o.err == nil:
 	case errors.Is(o.err, ErrRefused):
 		m.refused.Inc()
-	case isTimeout(o.err):
+	case resolver.IsTimeout(o.err):
 		m.timeout.Inc()
 	default:
 		m.failures.Inc()

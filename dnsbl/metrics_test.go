@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // TestMetricsPerZone checks each kind of outcome against a real DNS
@@ -19,7 +20,7 @@ import (
 // refusal; then the same check again, from the cache where it can be.
 func TestMetricsPerZone(t *testing.T) {
 	srv := dnstest.Start(t, blZones...)
-	r, _ := newResolver(t, Config{}, srv.Addr())
+	r, _ := newResolver(t, resolver.Config{}, srv.Addr())
 	// Policy all with no clean answer: no outcome is certain before every
 	// zone has answered or failed, so every lookup finishes and counts.
 	l := NewList(r, All, nil, mustZones(t, "a.bl.test", "fail.bl.test", "slow.bl.test", "pub.bl.test")...)

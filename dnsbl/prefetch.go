@@ -3,9 +3,10 @@ package dnsbl
 import (
 	"context"
 	"net/netip"
-	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // Prefetch starts, in the background, the lookups of addr in the zones
@@ -17,25 +18,15 @@ func (l *List) Prefetch(ctx context.Context, addr netip.Addr) {
 	if len(l.zones) == 0 {
 		return
 	}
-	rev := Reverse(addr)
+	rev := resolver.Reverse(addr)
 	for i := range l.zones {
 		if l.state[i].suspended.Load() {
 			continue // Check does not ask it either
 		}
 		name := rev + "." + l.zones[i].Name + "."
-		if l.res.has(name, dns.TypeA) {
+		if l.res.Has(name, dns.TypeA) {
 			continue
 		}
 		go l.res.Lookup(ctx, name, dns.TypeA) //nolint:errcheck // Check reads the outcome
 	}
-}
-
-// has reports whether a lookup of name would be answered from the cache,
-// an answer or a remembered failure, without counting a lookup.
-func (r *Resolver) has(name string, qtype uint16) bool {
-	if r.cache == nil {
-		return false
-	}
-	_, ok := r.cache.get(cacheKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype}, r.clock.Now())
-	return ok
 }

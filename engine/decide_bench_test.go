@@ -17,6 +17,7 @@ import (
 	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/internal/clocktest"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 func newBenchClock() *clocktest.Clock { return clocktest.New(time.Unix(1.8e9, 0)) }
@@ -45,10 +46,10 @@ func benchEngine(b *testing.B, db string, clock engine.Clock, logger *slog.Logge
 
 // benchDNSBL is a DNSBL step in reject mode on two zones of a test DNS
 // server, on clock (whose time the resolver's cache follows).
-func benchDNSBL(b *testing.B, clock dnsbl.Clock) engine.Step {
+func benchDNSBL(b *testing.B, clock resolver.Clock) engine.Step {
 	b.Helper()
 	srv := dnstest.Start(b, "testdata/dnsbl.zone")
-	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Clock: clock, Logger: quiet})
+	res, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}, Clock: clock, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}

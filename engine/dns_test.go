@@ -15,6 +15,7 @@ import (
 	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/greylist/sqlitestore"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // deadDNSPipeline is dnsPipeline with a DNS server that never answers.
@@ -28,7 +29,7 @@ func deadDNSPipeline(t *testing.T, buf *bytes.Buffer, opts Options, dnsTimeout t
 // asking the DNS server at server.
 func dnsPipeline(t *testing.T, buf *bytes.Buffer, opts Options, dnsTimeout time.Duration, server string) *Engine {
 	t.Helper()
-	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{server}, Timeout: dnsTimeout})
+	res, err := resolver.New(resolver.Config{Servers: []string{server}, Timeout: dnsTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestDNSBudget(t *testing.T) {
 // step settles, and shares what is left of the budget otherwise.
 func TestDNSStepsBehindASettlingStepWait(t *testing.T) {
 	srv := dnstest.Start(t, "testdata/suspicion.zone", "testdata/dnsbl.zone")
-	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}})
+	res, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}})
 	if err != nil {
 		t.Fatal(err)
 	}

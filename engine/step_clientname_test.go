@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // nameStep records the client name later steps see.
@@ -24,7 +24,7 @@ func (s *nameStep) Run(_ context.Context, d *Decision) (bool, error) {
 
 func TestConfirmName(t *testing.T) {
 	srv := dnstest.Start(t, "testdata/names.zone")
-	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond})
+	res, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

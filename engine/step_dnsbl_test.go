@@ -15,6 +15,7 @@ import (
 	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/greylist/sqlitestore"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // dnsLists serves testdata/dnsbl.zone and returns a function making lists
@@ -22,7 +23,7 @@ import (
 func dnsLists(tb testing.TB, cacheSize int) func(policy dnsbl.Policy, specs ...string) *dnsbl.List {
 	tb.Helper()
 	srv := dnstest.Start(tb, "testdata/dnsbl.zone", "testdata/txt.zone")
-	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond, CacheSize: cacheSize})
+	res, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond, CacheSize: cacheSize})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/greymilter/greymilter/checks"
-	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/dnstest"
 	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/internal/clocktest"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // Slow retriers with a fake clock and the in-process DNS server: pool.test
@@ -34,7 +34,7 @@ func TestSlowRetriers(t *testing.T) {
 func testSlowRetriers(t *testing.T, private bool) {
 	ctx := context.Background()
 	srv := dnstest.Start(t, "testdata/suspicion.zone")
-	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond})
+	res, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

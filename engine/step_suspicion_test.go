@@ -16,6 +16,7 @@ import (
 	"github.com/greymilter/greymilter/greylist"
 	"github.com/greymilter/greymilter/greylist/sqlitestore"
 	"github.com/greymilter/greymilter/internal/clocktest"
+	"github.com/greymilter/greymilter/resolver"
 	"github.com/greymilter/greymilter/rules"
 )
 
@@ -49,7 +50,7 @@ type suspicionEnv struct {
 func newSuspicionEnv(t *testing.T, s suspicionSetup) *suspicionEnv {
 	t.Helper()
 	srv := dnstest.Start(t, "testdata/suspicion.zone", "testdata/dnsbl.zone")
-	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond, CacheSize: s.cacheSize})
+	res, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}, Timeout: 300 * time.Millisecond, CacheSize: s.cacheSize})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,7 @@ import (
 	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/internal/duration"
 	"github.com/greymilter/greymilter/lists"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // Mode is how a rule greylists.
@@ -163,7 +164,7 @@ func normalizeFingerprint(s string) string {
 type Options struct {
 	// Resolver looks up the zones of dnsbl terms; nil when the rules are
 	// only checked, not matched.
-	Resolver *dnsbl.Resolver
+	Resolver *resolver.Resolver
 	Log      *slog.Logger
 }
 

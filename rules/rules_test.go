@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/dnstest"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 func mustParse(t *testing.T, text string, opts Options) []*Rule {
@@ -129,7 +129,7 @@ func TestMatchFirstWins(t *testing.T) {
 
 func TestMatchDNSBL(t *testing.T) {
 	srv := dnstest.Start(t, "testdata/bl.zone")
-	res, err := dnsbl.NewResolver(dnsbl.Config{Servers: []string{srv.Addr()}, Timeout: time.Second})
+	res, err := resolver.New(resolver.Config{Servers: []string{srv.Addr()}, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // The DNS resolver and the DNS lists (DNSWL and DNSBL steps). The resolver
@@ -32,10 +33,10 @@ type resolverFlags struct {
 
 func (f *resolverFlags) add(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.servers, "dns", nil, "DNS server to ask, HOST:PORT (repeat or comma separate for several, asked round-robin); default: the nameservers of /etc/resolv.conf")
-	fs.Var(newDuration(&f.timeout, dnsbl.DefaultTimeout), "dns-timeout", "DNS budget of one decision: its lookups (SPF, reverse name, DNS lists) run at once and what has not answered by then abstains; at most half of --decision-timeout")
+	fs.Var(newDuration(&f.timeout, resolver.DefaultTimeout), "dns-timeout", "DNS budget of one decision: its lookups (SPF, reverse name, DNS lists) run at once and what has not answered by then abstains; at most half of --decision-timeout")
 	fs.Var(newDuration(&f.minTTL, 0), "dns-min-ttl", "keep DNS answers cached at least this long")
-	fs.Var(newDuration(&f.maxTTL, dnsbl.DefaultMaxTTL), "dns-max-ttl", "keep DNS answers cached at most this long")
-	fs.IntVar(&f.cacheSize, "dns-cache-size", dnsbl.DefaultCacheSize, "number of DNS answers cached (0: no cache)")
+	fs.Var(newDuration(&f.maxTTL, resolver.DefaultMaxTTL), "dns-max-ttl", "keep DNS answers cached at most this long")
+	fs.IntVar(&f.cacheSize, "dns-cache-size", resolver.DefaultCacheSize, "number of DNS answers cached (0: no cache)")
 }
 
 func (f *resolverFlags) check() error {
@@ -53,12 +54,12 @@ func (f *resolverFlags) check() error {
 }
 
 // build makes the resolver of checked flags.
-func (f *resolverFlags) build(clock dnsbl.Clock, log *slog.Logger) (*dnsbl.Resolver, error) {
+func (f *resolverFlags) build(clock resolver.Clock, log *slog.Logger) (*resolver.Resolver, error) {
 	size := f.cacheSize
 	if size == 0 {
-		size = -1 // dnsbl: negative disables the cache
+		size = -1 // resolver: negative disables the cache
 	}
-	r, err := dnsbl.NewResolver(dnsbl.Config{
+	r, err := resolver.New(resolver.Config{
 		Servers:   f.servers,
 		Timeout:   f.timeout,
 		MinTTL:    f.minTTL,
@@ -190,7 +191,7 @@ func (f *dnsFlags) start(context.Context, *app) error { return nil }
 
 // list makes a DNS list of zone specs with their own replies.
 func (f *dnsFlags) list(p *pipeline, specs, replies []string, policy dnsbl.Policy, flag string,
-	newList func(*dnsbl.Resolver, dnsbl.Policy, *slog.Logger, ...dnsbl.Zone) *dnsbl.List) (*dnsbl.List, error) {
+	newList func(*resolver.Resolver, dnsbl.Policy, *slog.Logger, ...dnsbl.Zone) *dnsbl.List) (*dnsbl.List, error) {
 	zs, err := zones(specs, flag)
 	if err != nil {
 		return nil, err

@@ -31,6 +31,7 @@ import (
 	_ "github.com/greymilter/greymilter/greylist/sqlitestore" // the embedded default store
 	"github.com/greymilter/greymilter/internal/listener"
 	"github.com/greymilter/greymilter/internal/sockaddr"
+	"github.com/greymilter/greymilter/resolver"
 	"github.com/greymilter/greymilter/stats"
 )
 
@@ -191,7 +192,7 @@ type app struct {
 	// keyed is what decisions use: store, or under --privacy its wrapper
 	// that hashes every key first.
 	keyed    greylist.Store
-	resolver *dnsbl.Resolver
+	resolver *resolver.Resolver
 	engine   *engine.Engine
 	recorder *stats.Recorder
 	services []service

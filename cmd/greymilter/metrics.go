@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/greymilter/greymilter/dnsbl"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // Prometheus metrics over HTTP, off unless --metrics-listen is given.
@@ -70,19 +71,19 @@ func (a *app) inForceDNSLists() []*dnsbl.List {
 }
 
 // dnsCollectors read the resolver's own counters at scrape time.
-func dnsCollectors(r *dnsbl.Resolver) []prometheus.Collector {
-	stat := func(f func(dnsbl.Stats) int64) func() float64 {
+func dnsCollectors(r *resolver.Resolver) []prometheus.Collector {
+	stat := func(f func(resolver.Stats) int64) func() float64 {
 		return func() float64 { return float64(f(r.Stats())) }
 	}
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "greymilter_dns_lookups_total", Help: "DNS lookups asked of the resolver."},
-			stat(func(s dnsbl.Stats) int64 { return s.Lookups })),
+			stat(func(s resolver.Stats) int64 { return s.Lookups })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "greymilter_dns_cache_hits_total", Help: "DNS lookups answered from the cache."},
-			stat(func(s dnsbl.Stats) int64 { return s.CacheHits })),
+			stat(func(s resolver.Stats) int64 { return s.CacheHits })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "greymilter_dns_queries_total", Help: "DNS queries sent to the upstream servers, retries included."},
-			stat(func(s dnsbl.Stats) int64 { return s.Queries })),
+			stat(func(s resolver.Stats) int64 { return s.Queries })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "greymilter_dns_cache_entries", Help: "DNS answers in the cache, and failures remembered for a moment."},
-			stat(func(s dnsbl.Stats) int64 { return int64(s.Cached) })),
+			stat(func(s resolver.Stats) int64 { return int64(s.Cached) })),
 		upstreamCollector{r: r, up: prometheus.NewDesc("greymilter_dns_upstream_up",
 			"1 while a DNS server is asked, 0 while its circuit breaker has it marked down.", []string{"server"}, nil)},
 	}
@@ -91,7 +92,7 @@ func dnsCollectors(r *dnsbl.Resolver) []prometheus.Collector {
 // upstreamCollector reads the state of the resolver's servers at scrape
 // time.
 type upstreamCollector struct {
-	r  *dnsbl.Resolver
+	r  *resolver.Resolver
 	up *prometheus.Desc
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/greymilter/greymilter/dnsbl"
 	"github.com/greymilter/greymilter/engine"
 	"github.com/greymilter/greymilter/greylist"
+	"github.com/greymilter/greymilter/resolver"
 )
 
 // pipeline is the decision pipeline of one configuration, built at start
@@ -16,7 +17,7 @@ import (
 // the store and resolver that live as long as the process.
 type pipeline struct {
 	logs     *logging
-	resolver *dnsbl.Resolver
+	resolver *resolver.Resolver
 	store    greylist.Store
 	// dnsTimeout is a decision's DNS budget (--dns-timeout).
 	dnsTimeout time.Duration
@@ -41,9 +42,9 @@ func (p *pipeline) add(s slot, step engine.Step) { p.steps[s] = append(p.steps[s
 // newPipeline builds the pipeline cfg describes: the core steps, then each
 // module's. It reports the problems of every module, not only the first.
 // store may be nil to check a configuration without opening the database.
-func newPipeline(cfg *config, logs *logging, resolver *dnsbl.Resolver, store greylist.Store) (*pipeline, error) {
+func newPipeline(cfg *config, logs *logging, res *resolver.Resolver, store greylist.Store) (*pipeline, error) {
 	c := &cfg.core
-	p := &pipeline{logs: logs, resolver: resolver, store: store, dnsTimeout: cfg.resolver.timeout}
+	p := &pipeline{logs: logs, resolver: res, store: store, dnsTimeout: cfg.resolver.timeout}
 	// Every module is built even after a problem, so that all are
 	// reported at once.
 	trusted, err := c.trustedNetworks()

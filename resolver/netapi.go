@@ -1,4 +1,4 @@
-package dnsbl
+package resolver
 
 import (
 	"context"
@@ -152,7 +152,7 @@ func (r *Resolver) records(ctx context.Context, name string, qtype uint16) ([]dn
 	a, err := r.Lookup(ctx, name, qtype)
 	if err != nil {
 		derr := &net.DNSError{Err: err.Error(), Name: name}
-		if isTimeout(err) {
+		if IsTimeout(err) {
 			derr.IsTimeout = true
 		}
 		if !errors.Is(err, context.Canceled) {

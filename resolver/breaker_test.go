@@ -1,4 +1,4 @@
-package dnsbl
+package resolver
 
 import (
 	"bytes"
@@ -47,7 +47,7 @@ func TestFailuresAreRememberedBriefly(t *testing.T) {
 		r, _ := newResolver(t, Config{Timeout: time.Second}, srv.Addr())
 		for range 3 {
 			start := time.Now()
-			if _, err := r.Lookup(context.Background(), "host.example.test", dns.TypeA); err == nil || isTimeout(err) {
+			if _, err := r.Lookup(context.Background(), "host.example.test", dns.TypeA); err == nil || IsTimeout(err) {
 				t.Fatalf("got %v, want a failure that is no timeout", err)
 			}
 			if el := time.Since(start); el > 100*time.Millisecond {
@@ -65,12 +65,12 @@ func TestFailuresAreRememberedBriefly(t *testing.T) {
 		srv := dnstest.Start(t, "testdata/resolver.zone")
 		srv.SetDrop("host.example.test")
 		r, _ := newResolver(t, Config{Timeout: 300 * time.Millisecond}, srv.Addr())
-		if _, err := r.Lookup(context.Background(), "host.example.test", dns.TypeA); !isTimeout(err) {
+		if _, err := r.Lookup(context.Background(), "host.example.test", dns.TypeA); !IsTimeout(err) {
 			t.Fatalf("got %v, want a timeout", err)
 		}
 		start := time.Now()
 		_, err := r.Lookup(context.Background(), "host.example.test", dns.TypeA)
-		if !isTimeout(err) || time.Since(start) > 50*time.Millisecond {
+		if !IsTimeout(err) || time.Since(start) > 50*time.Millisecond {
 			t.Errorf("second lookup: %v after %v, want the remembered timeout at once", err, time.Since(start))
 		}
 		if got := srv.Queries("host.example.test", dns.TypeA); got != 2 {
@@ -123,7 +123,7 @@ func TestCircuitBreaker(t *testing.T) {
 		if i > BreakAfter {
 			t.Fatalf("still up after %d timed-out lookups", i)
 		}
-		if _, err := r.Lookup(context.Background(), name(i), dns.TypeA); !isTimeout(err) {
+		if _, err := r.Lookup(context.Background(), name(i), dns.TypeA); !IsTimeout(err) {
 			t.Fatalf("lookup %d: %v, want a timeout", i, err)
 		}
 	}

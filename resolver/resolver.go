@@ -1,8 +1,7 @@
-// Package dnsbl checks SMTP clients against DNS block lists (DNSBL) and
-// allow lists (DNSWL), through a caching stub resolver that every DNS check
-// of greymilter shares (SPF and reverse lookups too).
+// Package resolver is the caching stub resolver that every DNS check of
+// greymilter shares (DNS lists, SPF and reverse lookups).
 //
-// The resolver asks recursive upstream servers (from the configuration or
+// It asks recursive upstream servers (from the configuration or
 // /etc/resolv.conf) round-robin, fails over to the next one on a timeout or
 // an error answer, retries over TCP when an answer is truncated, caches
 // answers for their TTL (negative ones for the SOA minimum, RFC 2308) in a
@@ -12,11 +11,7 @@
 // circuit breaker per server stops asking one that keeps timing out (one
 // probe every ProbeEvery tells when it is back), so a dead DNS server
 // never stalls the MTA: lookups to it fail at once.
-//
-// A List checks one address against a set of zones under a policy (any,
-// all, majority, or a hit threshold). Lists that fail abstain: the policy
-// is decided on the answers received.
-package dnsbl
+package resolver
 
 import (
 	"context"
@@ -94,8 +89,8 @@ type Resolver struct {
 	stats          struct{ lookups, hits, queries atomic.Int64 }
 }
 
-// NewResolver returns a resolver configured by cfg.
-func NewResolver(cfg Config) (*Resolver, error) {
+// New returns a resolver configured by cfg.
+func New(cfg Config) (*Resolver, error) {
 	servers := cfg.Servers
 	if len(servers) == 0 {
 		path := cfg.ResolvConf
@@ -259,7 +254,7 @@ func (r *Resolver) worthRemembering(err error, budget time.Duration) bool {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, ErrUpstreamDown):
 		return false
-	case isTimeout(err):
+	case IsTimeout(err):
 		return budget >= r.timeout/2
 	}
 	return true
@@ -313,4 +308,14 @@ func answerTTL(m *dns.Msg, qtype uint16) (uint32, bool) {
 		}
 	}
 	return 0, false
+}
+
+// Has reports whether a lookup of name would be answered from the cache,
+// an answer or a remembered failure, without counting a lookup.
+func (r *Resolver) Has(name string, qtype uint16) bool {
+	if r.cache == nil {
+		return false
+	}
+	_, ok := r.cache.get(cacheKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype}, r.clock.Now())
+	return ok
 }

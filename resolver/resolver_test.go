@@ -1,4 +1,4 @@
-package dnsbl
+package resolver
 
 import (
 	"context"
@@ -297,7 +297,7 @@ func TestFailover(t *testing.T) {
 		r, _ := newResolver(t, Config{Timeout: 300 * time.Millisecond}, dnstest.Dead(t), dnstest.Dead(t))
 		start := time.Now()
 		_, err := r.Lookup(context.Background(), "host.example.test", dns.TypeA)
-		if !isTimeout(err) {
+		if !IsTimeout(err) {
 			t.Fatalf("got %v, want a timeout", err)
 		}
 		if el := time.Since(start); el > 2*time.Second {
@@ -327,7 +327,7 @@ func TestTruncatedAnswerRetriesOverTCP(t *testing.T) {
 }
 
 func TestNewResolver(t *testing.T) {
-	r, err := NewResolver(Config{ResolvConf: "testdata/resolv.conf"})
+	r, err := New(Config{ResolvConf: "testdata/resolv.conf"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestNewResolver(t *testing.T) {
 	if r.Timeout() != DefaultTimeout {
 		t.Errorf("timeout %v", r.Timeout())
 	}
-	r, err = NewResolver(Config{Servers: []string{"127.0.0.1:5353", "::1", "192.0.2.1"}})
+	r, err = New(Config{Servers: []string{"127.0.0.1:5353", "::1", "192.0.2.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,8 +351,8 @@ func TestNewResolver(t *testing.T) {
 		{Servers: []string{"not a server"}},
 		{Servers: []string{"127.0.0.1:53"}, MinTTL: time.Hour, MaxTTL: time.Minute},
 	} {
-		if _, err := NewResolver(cfg); err == nil {
-			t.Errorf("NewResolver(%+v) accepted it", cfg)
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted it", cfg)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package dnsbl
+package resolver
 
 import (
 	"context"
@@ -198,7 +198,7 @@ func (r *Resolver) exchange(ctx context.Context, k cacheKey) (*dns.Msg, error) {
 			// Every caller gave up: nothing is known of the server.
 			return nil, append(errs, fmt.Errorf("stopped: %w", ctx.Err()))
 		}
-		if isTimeout(err) {
+		if IsTimeout(err) {
 			waited := time.Since(start)
 			if waited >= minEvidence {
 				r.timedOut(s)
@@ -316,7 +316,9 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-func isTimeout(err error) bool {
+// IsTimeout reports whether err is a lookup that ran out of time (the
+// caller's deadline or a socket's), as opposed to a failure answer.
+func IsTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		(errors.As(err, &ne) && ne.Timeout())

@@ -1,4 +1,4 @@
-package dnsbl
+package resolver
 
 import (
 	"context"
