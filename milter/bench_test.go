@@ -30,8 +30,8 @@ func (passDecider) Decide(context.Context, *engine.Request) engine.Verdict {
 func BenchmarkSession(b *testing.B) {
 	frontEnd := func(tb testing.TB) net.Listener {
 		ln := listen(tb)
-		s := New(passDecider{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		go s.Serve(ln)
+		s := New(Config{Decider: passDecider{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		go s.Serve(context.Background(), ln)
 		tb.Cleanup(func() { s.Shutdown(context.Background()) })
 		return ln
 	}

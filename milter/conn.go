@@ -36,7 +36,7 @@ type Limits struct {
 	MaxPacket uint32
 }
 
-// DefaultLimits are used where a field of Server.Limits is zero.
+// DefaultLimits are used where a field of Config.Limits is zero.
 var DefaultLimits = Limits{
 	IdleTimeout:    330 * time.Second,
 	MessageTimeout: time.Hour,

@@ -6,6 +6,7 @@ package milter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,15 +26,26 @@ type Decider interface {
 	Decide(ctx context.Context, req *engine.Request) engine.Verdict
 }
 
-// Server is a milter server in front of a Decider.
-type Server struct {
-	decider Decider
-	log     *slog.Logger
-	srv     *gomilter.Server
-
-	// Limits bound each MTA connection; set them before Serve. Zero fields
-	// take DefaultLimits.
+// Config configures a Server.
+type Config struct {
+	Decider Decider
+	Logger  *slog.Logger // default slog.Default()
+	// Limits bound each MTA connection; zero fields take DefaultLimits.
 	Limits Limits
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("milter: server closed")
+
+// Server is a milter server in front of a Decider, on any number of
+// listeners.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
 
 	// inFlight is held shared by every decision; Shutdown takes it
 	// exclusively to wait for the decisions under way.
@@ -44,26 +56,53 @@ type Server struct {
 // and no message content (the end of message still comes, for headers).
 const Protocol = gomilter.OptNoBody | gomilter.OptNoHeaders | gomilter.OptNoEOH | gomilter.OptNoUnknown | gomilter.OptNoData
 
-// New returns a milter server that asks d about every recipient.
-func New(d Decider, log *slog.Logger) *Server {
-	if log == nil {
-		log = slog.Default()
+// New returns a milter server that asks cfg.Decider about every recipient;
+// zero fields of cfg take their defaults.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	s := &Server{decider: d, log: log}
-	s.srv = &gomilter.Server{
-		NewMilter: func() gomilter.Milter { return &session{srv: s} },
+	return &Server{cfg: cfg, log: cfg.Logger, listeners: make(map[net.Listener]struct{})}
+}
+
+// Serve accepts MTA connections on ln until Shutdown (it then returns
+// ErrServerClosed) or until ctx is cancelled. Each connection is read under
+// the Limits of the Config. Cancelling ctx is the hard stop: the listener
+// and every connection it accepted are closed at once and decisions in
+// flight see their context cancelled.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	// One go-milter server per listener, so that its sessions decide under
+	// this Serve's context. It is never Closed: closing ln ends its Serve.
+	gs := &gomilter.Server{
+		NewMilter: func() gomilter.Milter { return &session{srv: s, ctx: ctx} },
 		Actions:   gomilter.OptAddHeader,
 		Protocol:  Protocol,
 	}
-	return s
-}
-
-// Serve accepts MTA connections on ln until Shutdown. Each connection is
-// read under s.Limits.
-func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(LimitListener(ln, s.Limits, s.log))
-	if err == gomilter.ErrServerClosed {
-		return nil
+	err := gs.Serve(LimitListener(ctxListener{Listener: ln, ctx: ctx}, s.cfg.Limits, s.log))
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	switch {
+	case closing:
+		return ErrServerClosed
+	case ctx.Err() != nil:
+		return ctx.Err()
 	}
 	return err
 }
@@ -71,7 +110,12 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits, until ctx ends, for the
 // decisions in flight to be answered.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.srv.Close()
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
 	drained := make(chan struct{})
 	go func() {
 		// Taking the lock exclusively is the wait: it is granted once
@@ -87,6 +131,33 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// ctxListener closes each connection it accepted when ctx is cancelled,
+// Serve's hard stop: go-milter keeps no list of its connections.
+type ctxListener struct {
+	net.Listener
+	ctx context.Context
+}
+
+func (l ctxListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &ctxConn{Conn: c, stop: context.AfterFunc(l.ctx, func() { c.Close() })}, nil
+}
+
+// ctxConn is a connection closed by its listener's context; closing it
+// first releases that hook.
+type ctxConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *ctxConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }
 
 // reply is a milter answer that keeps the session going. go-milter starts a
@@ -117,6 +188,7 @@ func smtpReply(line string) *reply {
 // session is the state of one MTA connection.
 type session struct {
 	srv *Server
+	ctx context.Context // Serve's: cancelled by its hard stop
 
 	// connection
 	addr    netip.Addr
@@ -242,7 +314,7 @@ func (s *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 		TLS:         s.tls,
 	}
 	s.srv.inFlight.RLock()
-	v := s.srv.decider.Decide(context.Background(), req)
+	v := s.srv.cfg.Decider.Decide(s.ctx, req)
 	s.srv.inFlight.RUnlock()
 	if s.srv.log.Enabled(context.Background(), loglevel.Trace) {
 		s.srv.log.Log(context.Background(), loglevel.Trace, "milter exchange", "client_address", s.addr.String(), "client_name", s.name,

@@ -2,6 +2,7 @@ package milter
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -42,13 +43,12 @@ func startServerLimits(t *testing.T, limits Limits) (addr string, clock *clockte
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := engine.New(engine.Options{Clock: clock, Logger: log}, &engine.Bypass{}, g.KnownStep(), g.GreylistStep())
-	srv := New(e, log)
-	srv.Limits = limits
+	srv := New(Config{Decider: e, Logger: log, Limits: limits})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go srv.Serve(context.Background(), ln)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return ln.Addr().String(), clock
 }
@@ -222,12 +222,13 @@ func (b *blockingDecider) Decide(ctx context.Context, req *engine.Request) engin
 
 func TestShutdownAnswersDecisionsInFlight(t *testing.T) {
 	d := &blockingDecider{started: make(chan struct{}, 1), release: make(chan struct{})}
-	srv := New(d, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := New(Config{Decider: d, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), ln) }()
 	s := mtaSession(t, ln.Addr().String(), "192.0.2.10", "<alice@example.org>")
 
 	answer := make(chan *gomilter.Action, 1)
@@ -258,6 +259,21 @@ func TestShutdownAnswersDecisionsInFlight(t *testing.T) {
 	}
 	if err := <-shutdownDone; err != nil {
 		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve returned %v, want ErrServerClosed", err)
+	}
+	// A closed server serves no more listeners.
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(context.Background(), ln2); !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve after Shutdown returned %v, want ErrServerClosed", err)
+	}
+	if c, err := net.DialTimeout("tcp", ln2.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Error("Serve after Shutdown left its listener open")
 	}
 }
 
@@ -309,5 +325,64 @@ func TestNameVerified(t *testing.T) {
 		if got := nameVerified(tt.macros); got != tt.want {
 			t.Errorf("nameVerified(%v) = %v, want %v", tt.macros, got, tt.want)
 		}
+	}
+}
+
+// ctxDecider waits for its context to end, as a decision on a dead
+// database or DNS would, and reports that it saw it end.
+type ctxDecider struct{ started, ended chan struct{} }
+
+func (d ctxDecider) Decide(ctx context.Context, req *engine.Request) engine.Verdict {
+	d.started <- struct{}{}
+	<-ctx.Done()
+	d.ended <- struct{}{}
+	return engine.Verdict{Action: engine.Defer, Code: 451, ECode: "4.7.1", Text: "later"}
+}
+
+// Cancelling Serve's context is the hard stop: listener and connections
+// close, the decision in flight sees its context end.
+func TestServeContextCancel(t *testing.T) {
+	d := ctxDecider{started: make(chan struct{}, 1), ended: make(chan struct{}, 1)}
+	srv := New(Config{Decider: d, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	s := mtaSession(t, ln.Addr().String(), "192.0.2.10", "<alice@example.org>")
+	rcpt := make(chan error, 1)
+	go func() {
+		_, err := s.Rcpt("<bob@example.net>", nil)
+		rcpt <- err
+	}()
+	<-d.started
+	cancel()
+	select {
+	case <-d.ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the decision in flight did not see its context cancelled")
+	}
+	select {
+	case err := <-served:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve returned %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after its context was cancelled")
+	}
+	select {
+	case <-rcpt: // answered before the close, or cut off: either way done
+	case <-time.After(5 * time.Second):
+		t.Fatal("the MTA got no answer nor a closed connection after the hard stop")
+	}
+	// On a connection still open, this RCPT would be answered at once.
+	if _, err := s.Rcpt("<carol@example.net>", nil); err == nil {
+		t.Error("the connection is still open after the hard stop")
+	}
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Error("listener still open after the hard stop")
 	}
 }

@@ -45,8 +45,8 @@ func serveFrontEnd(t *testing.T, proto string, d milter.Decider) sockaddr.Addr {
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if proto == "milter" {
-		s := milter.New(d, quiet)
-		go s.Serve(ln)
+		s := milter.New(milter.Config{Decider: d, Logger: quiet})
+		go s.Serve(context.Background(), ln)
 		t.Cleanup(func() { s.Shutdown(context.Background()) })
 	} else {
 		s := policyd.New(policyd.Config{Decider: d, Logger: quiet})

@@ -12,6 +12,7 @@ import (
 	"github.com/greymilter/greymilter/internal/listener"
 	"github.com/greymilter/greymilter/internal/sockaddr"
 	"github.com/greymilter/greymilter/milter"
+	"github.com/greymilter/greymilter/policyd"
 )
 
 // Limits of the front ends against clients that would starve or kill
@@ -112,8 +113,24 @@ func (a *app) listenMilter(ctx context.Context) error {
 
 // serveMilter adds the milter service on the socket listenMilter bound.
 func (a *app) serveMilter() {
-	ms := milter.New(a.engine, a.logs.component("milter"))
-	ms.Limits = milter.Limits{IdleTimeout: a.cfg.front.milterIdleTimeout, MessageTimeout: a.cfg.front.milterMessageTimeout}
+	ms := milter.New(milter.Config{
+		Decider: a.engine,
+		Logger:  a.logs.component("milter"),
+		Limits:  milter.Limits{IdleTimeout: a.cfg.front.milterIdleTimeout, MessageTimeout: a.cfg.front.milterMessageTimeout},
+	})
 	ln := a.milterLn
-	a.addService(service{name: "milter " + a.milterAddr.String(), serve: func() error { return ms.Serve(ln) }, shutdown: ms.Shutdown})
+	a.addService(service{
+		name:     "milter " + a.milterAddr.String(),
+		serve:    func() error { return ignoreClosed(ms.Serve(context.Background(), ln)) },
+		shutdown: ms.Shutdown,
+	})
+}
+
+// ignoreClosed turns the normal end of a front end's Serve after Shutdown
+// into nil.
+func ignoreClosed(err error) error {
+	if errors.Is(err, milter.ErrServerClosed) || errors.Is(err, policyd.ErrServerClosed) {
+		return nil
+	}
+	return err
 }

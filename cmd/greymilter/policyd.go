@@ -98,11 +98,3 @@ func (f *policyFlags) start(ctx context.Context, a *app) error {
 		"restriction", "check_policy_service "+postfixSocket(addr))
 	return nil
 }
-
-// ignoreClosed turns the normal end of Serve after Shutdown into nil.
-func ignoreClosed(err error) error {
-	if errors.Is(err, policyd.ErrServerClosed) {
-		return nil
-	}
-	return err
-}
