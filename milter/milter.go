@@ -18,6 +18,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/internal/listener"
 	"github.com/greymilter/greymilter/internal/loglevel"
 )
 
@@ -43,9 +44,7 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
+	listeners listener.Set
 
 	// inFlight is held shared by every decision; Shutdown takes it
 	// exclusively to wait for the decisions under way.
@@ -62,7 +61,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, listeners: make(map[net.Listener]struct{})}
+	return &Server{cfg: cfg, log: cfg.Logger}
 }
 
 // Serve accepts MTA connections on ln until Shutdown (it then returns
@@ -71,19 +70,10 @@ func New(cfg Config) *Server {
 // and every connection it accepted are closed at once and decisions in
 // flight see their context cancelled.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		ln.Close()
+	if !s.listeners.Add(ln) {
 		return ErrServerClosed
 	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
+	defer s.listeners.Remove(ln)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 
@@ -95,11 +85,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Protocol:  Protocol,
 	}
 	err := gs.Serve(LimitListener(ctxListener{Listener: ln, ctx: ctx}, s.cfg.Limits, s.log))
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
 	switch {
-	case closing:
+	case s.listeners.Closed():
 		return ErrServerClosed
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -110,12 +97,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Shutdown stops accepting connections and waits, until ctx ends, for the
 // decisions in flight to be answered.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	s.mu.Unlock()
+	s.listeners.Close()
 	drained := make(chan struct{})
 	go func() {
 		// Taking the lock exclusively is the wait: it is granted once

@@ -127,7 +127,7 @@ func (c *conn) lingeringClose() {
 func (c *conn) setIdle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.srv.closing.Load() {
+	if c.srv.listeners.Closed() {
 		return false
 	}
 	// A request already in the buffer has arrived: it is not idle time.

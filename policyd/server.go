@@ -6,10 +6,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/greymilter/greymilter/engine"
+	"github.com/greymilter/greymilter/internal/listener"
 )
 
 // Decider judges one recipient. *engine.Engine is one.
@@ -63,9 +63,8 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	closing   atomic.Bool
+	listeners listener.Set
 	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	wg        sync.WaitGroup // one per connection
 }
@@ -88,10 +87,9 @@ func New(cfg Config) *Server {
 		cfg.MaxAttributes = DefaultMaxAttributes
 	}
 	return &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*conn]struct{}),
+		cfg:   cfg,
+		log:   cfg.Logger,
+		conns: make(map[*conn]struct{}),
 	}
 }
 
@@ -100,19 +98,10 @@ func New(cfg Config) *Server {
 // stop: the listener and every connection it accepted are closed at once
 // and decisions in flight see their context cancelled.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.mu.Lock()
-	if s.closing.Load() {
-		s.mu.Unlock()
-		ln.Close()
+	if !s.listeners.Add(ln) {
 		return ErrServerClosed
 	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
+	defer s.listeners.Remove(ln)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 
@@ -121,7 +110,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		nc, err := ln.Accept()
 		if err != nil {
 			switch {
-			case s.closing.Load():
+			case s.listeners.Closed():
 				return ErrServerClosed
 			case ctx.Err() != nil:
 				return ctx.Err()
@@ -149,7 +138,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) track(ctx context.Context, nc net.Conn) *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing.Load() {
+	if s.listeners.Closed() {
 		nc.Close()
 		return nil
 	}
@@ -174,11 +163,10 @@ func (s *Server) untrack(c *conn) {
 // it and close. When ctx ends first, the remaining connections are closed
 // and their decisions cancelled, and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Closed before s.mu is taken: a connection tracked after the
+	// snapshot below sees the set closed.
+	s.listeners.Close()
 	s.mu.Lock()
-	s.closing.Store(true)
-	for ln := range s.listeners {
-		ln.Close()
-	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)

@@ -3,6 +3,7 @@
 // out accept errors (EMFILE, ENFILE, ECONNABORTED) instead of returning
 // them, since a server whose Serve returns on the first accept error (as
 // go-milter's does) would exit and leave the MTA with its default action.
+// A Set holds the listeners a front end serves, for its shutdown to close.
 package listener
 
 import (
