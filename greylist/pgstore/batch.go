@@ -4,6 +4,9 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"time"
+
+	"github.com/greymilter/greymilter/internal/loglevel"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -132,5 +135,10 @@ func (s *Store) sendBatch(batch []*stmt) error {
 			})
 		}
 	}
-	return s.pool.SendBatch(ctx, &b).Close()
+	start := time.Now()
+	err := s.pool.SendBatch(ctx, &b).Close()
+	if s.log.Enabled(ctx, loglevel.Trace) {
+		s.log.Log(ctx, loglevel.Trace, "sql batch", "statements", len(batch), "took", time.Since(start), "err", err)
+	}
+	return err
 }

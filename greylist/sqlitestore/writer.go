@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/greymilter/greymilter/internal/loglevel"
+
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
 	"github.com/greymilter/greymilter/greylist"
@@ -85,6 +87,7 @@ func (s *Store) commit(batch []*op) {
 		s.failAll(live, err)
 		return
 	}
+	start := time.Now()
 	live, err := s.beginWait(live)
 	if err != nil {
 		s.failAll(live, err)
@@ -94,6 +97,9 @@ func (s *Store) commit(batch []*op) {
 		return // all answered while the lock was held elsewhere
 	}
 	err = s.runTx(live, true)
+	if s.log.Enabled(context.Background(), loglevel.Trace) {
+		s.log.Log(context.Background(), loglevel.Trace, "sql transaction", "operations", len(live), "took", time.Since(start), "err", err)
+	}
 	if fault, reopen := faultClass(err); fault {
 		s.writeFailed(err, reopen)
 		s.failAll(live, err)

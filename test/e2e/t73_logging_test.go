@@ -62,6 +62,11 @@ func TestT73Verbosity(t *testing.T) {
 	if ex["level"] != "TRACE" || ex["component"] != "milter" || ex["recipient"] != "t73-vvv@"+harness.Domain || ex["answer"] != "greylist" {
 		t.Errorf("milter exchange line %v, want level=TRACE component=milter answer=greylist for t73-vvv", ex)
 	}
+	// and the SQL timing of the store's transactions.
+	tx := vvv.WaitRecord(func(r harness.LogRecord) bool { return r["msg"] == "sql transaction" })
+	if tx["level"] != "TRACE" || tx["component"] != "store" || tx["took"] == "" || tx["operations"] == "" {
+		t.Errorf("sql transaction line %v, want level=TRACE component=store with took= and operations=", tx)
+	}
 	for _, r := range vv.Records() {
 		if r["level"] == "TRACE" {
 			t.Errorf("a trace line at -vv: %v", r)
