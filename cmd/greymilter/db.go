@@ -34,6 +34,12 @@ postgres://...) they always may.
           writing anything (needs the running daemon: its lists and checks)
   list    [FILTER] [--json]            triplets, with first seen, last seen,
                                        attempts and when they passed
+  list --slow-retriers [--domain D] [--json]
+                                       sender domains seen retrying late
+                                       (--learn-slow-retriers): how many
+                                       clients did, and how many of those
+                                       then passed (learned at
+                                       --slow-retrier-clients)
   delete  FILTER [--yes]               forget triplets (--yes above one)
   pass    FILTER                       mark waiting triplets as passed
   whitelist --client IP|NET [--for DURATION] [--note TEXT]
@@ -277,12 +283,23 @@ func (c *dbCommand) simple(fs *pflag.FlagSet, args []string, req control.Request
 func (c *dbCommand) list(fs *pflag.FlagSet, args []string) int {
 	c.filterFlags(fs)
 	asJSON := fs.Bool("json", false, "one JSON object a line, as export writes")
+	slow := fs.Bool("slow-retriers", false, "list the sender domains seen retrying late (--learn-slow-retriers) instead of triplets")
+	fs.StringVar(&c.filter.Domain, "domain", "", "with --slow-retriers: only this sender domain (under --privacy: hashed as the store keeps it)")
 	if ok, st := c.parse(fs, args, 0); !ok {
 		return st
+	}
+	if *slow && (c.filter.Client != "" || c.filter.Sender != "" || c.filter.Recipient != "" || c.filter.State != "") {
+		return c.fail(configError(errors.New("--slow-retriers lists domains: --client, --sender, --recipient, --pending and --passed select triplets")))
+	}
+	if !*slow && c.filter.Domain != "" {
+		return c.fail(configError(errors.New("--domain goes with --slow-retriers")))
 	}
 	ctx := context.Background()
 	if err := c.connect(ctx, greylist.DefaultRules); err != nil {
 		return c.fail(err)
+	}
+	if *slow {
+		return c.listSlowRetriers(ctx, *asJSON)
 	}
 	req := c.filter
 	req.Cmd = "list"
@@ -310,6 +327,40 @@ func (c *dbCommand) list(fs *pflag.FlagSet, args []string) int {
 	if tw != nil {
 		tw.Flush()
 		fmt.Fprintf(c.stdout, "%d triplets\n", done.Count)
+	}
+	return 0
+}
+
+// listSlowRetriers is `db list --slow-retriers`.
+func (c *dbCommand) listSlowRetriers(ctx context.Context, asJSON bool) int {
+	req := control.Request{Cmd: "slow-retriers", Domain: c.filter.Domain}
+	var lines []greylist.ExportLine
+	done, err := c.do(ctx, req, func(l greylist.ExportLine) error { lines = append(lines, l); return nil })
+	if err != nil {
+		return c.fail(err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(c.stdout)
+		for _, l := range lines {
+			if err := enc.Encode(l); err != nil {
+				return c.fail(err)
+			}
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	domain := "DOMAIN"
+	if done.Hashed {
+		domain = "DOMAIN (HMAC, --privacy)"
+	}
+	fmt.Fprintf(tw, "%s\tLATE CLIENTS\tPASSED\tLAST SEEN\n", domain)
+	for _, l := range lines {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", l.Domain, l.LateClients, l.Passes, stamp(l.LastSeen))
+	}
+	tw.Flush()
+	fmt.Fprintf(c.stdout, "%d domains\n", done.Count)
+	if done.Hashed {
+		fmt.Fprintln(c.stdout, "Under --privacy the domains are stored as hashes, which cannot be turned back into names: --domain NAME finds one.")
 	}
 	return 0
 }
