@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -58,8 +59,11 @@ postgres://...) they always may.
 
 FILTER: --client IP|NET|spf:DOMAIN --sender S --recipient R --pending|--passed
 
-Common flags: --db, --control-socket, --config (greymilter's config file, for
-those two).
+Common flags: --db, --control-socket, --config (greymilter's config file:
+read as the daemon reads it, for --db, --control-socket, --privacy and
+the subnet sizes), --privacy and --privacy-secret (without a running
+greymilter, a private database's keys are made as the daemon makes them:
+give its --config or these).
 `
 
 // runDB is `greymilter db`.
@@ -86,7 +90,9 @@ func runDB(args []string, stdout, stderr io.Writer) int {
 	fs.SortFlags = false
 	fs.StringVar(&c.db, "db", "greymilter.db", "greymilter's database: SQLite file or postgres:// URL")
 	fs.StringVar(&c.socket, "control-socket", "", controlSocketUsage)
-	fs.StringVar(&c.config, "config", "", "greymilter's config file, for --db and --control-socket")
+	fs.StringVar(&c.config, "config", "", "greymilter's config file, for --db, --control-socket, --privacy and the subnet sizes")
+	fs.BoolVar(&c.privacy, "privacy", false, "without a running greymilter: the database is private (greymilter --privacy); what you type is hashed as its keys are")
+	fs.StringVar(&c.privacySecret, "privacy-secret", "", "without a running greymilter: its --privacy-secret")
 	status := run(c, fs, args)
 	if c.closer != nil {
 		if err := c.closer(); err != nil && status == 0 {
@@ -102,7 +108,7 @@ func runDB(args []string, stdout, stderr io.Writer) int {
 func splitDBCommand(args []string) (cmd string, rest []string) {
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
-		case a == "--db" || a == "--control-socket" || a == "--config":
+		case a == "--db" || a == "--control-socket" || a == "--config" || a == "--privacy-secret":
 			i++
 		case strings.HasPrefix(a, "-"):
 		default:
@@ -117,8 +123,13 @@ type dbCommand struct {
 	name                 string
 	stdout, stderr       io.Writer
 	db, socket, config   string
+	privacy              bool
+	privacySecret        string
 	filter               control.Request
 	pending, passed, yes bool
+	// cfg is the daemon's configuration as far as db knows it: its
+	// config file and the common flags, for opening the store as it does.
+	cfg *config
 
 	daemon *control.Client // when greymilter runs
 	ops    *control.Ops    // when it does not
@@ -184,28 +195,42 @@ func (c *dbCommand) parse(fs *pflag.FlagSet, args []string, maxArgs int) (ok boo
 			return false, c.fail(configError(fmt.Errorf("--client: %w", err)))
 		}
 	}
-	if c.config != "" {
-		if err := c.readConfig(fs); err != nil {
-			return false, c.fail(configError(err))
-		}
+	if err := c.readConfig(fs); err != nil {
+		return false, c.fail(configError(err))
 	}
 	return true, 0
 }
 
-// readConfig takes --db and --control-socket from greymilter's config
-// file, unless given on the command line: the file is parsed with every
-// flag of the daemon, so that it is read as the daemon reads it.
+// readConfig takes --db, --control-socket, the privacy flags and the rest
+// of the daemon's settings from greymilter's config file, unless given on
+// the command line: the file is parsed with every flag of the daemon, so
+// that it is read as the daemon reads it.
 func (c *dbCommand) readConfig(own *pflag.FlagSet) error {
 	cfg := newConfig()
-	if errs := applyConfigFile(cfg.fs, c.config, cfg.origin); len(errs) > 0 {
-		return errors.Join(errs...)
+	if c.config != "" {
+		if errs := applyConfigFile(cfg.fs, c.config, cfg.origin); len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		if !own.Changed("db") {
+			c.db = cfg.core.db
+		}
+		if !own.Changed("control-socket") {
+			c.socket = cfg.fs.Lookup("control-socket").Value.String()
+		}
 	}
-	if !own.Changed("db") {
-		c.db = cfg.core.db
+	cfg.core.db = c.db
+	privacy := privacyOf(cfg)
+	if own.Changed("privacy") {
+		privacy.on = c.privacy
 	}
-	if !own.Changed("control-socket") {
-		c.socket = cfg.fs.Lookup("control-socket").Value.String()
+	if own.Changed("privacy-secret") {
+		privacy.secret = c.privacySecret
 	}
+	// An admin command never empties nor moves the database aside, whatever
+	// the daemon's config file says, and may wait longer than a decision.
+	privacy.migrate, cfg.core.dbRecover = false, false
+	cfg.core.dbTimeout = 30 * time.Second
+	c.cfg = cfg
 	return nil
 }
 
@@ -231,11 +256,17 @@ func (c *dbCommand) connect(ctx context.Context, rules greylist.Rules) error {
 			return configError(fmt.Errorf("--db: %w (and no greymilter answers on its control socket)", err))
 		}
 	}
-	store, err := greylist.Open(ctx, c.db, greylist.Options{Timeout: 30 * time.Second})
+	// Opened as the daemon opens it: under --privacy, what the admin types
+	// is hashed with the daemon's secret and subnet sizes.
+	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	raw, keyed, err := openStore(ctx, c.cfg, logger)
+	if errors.Is(err, greylist.ErrPrivacyMismatch) {
+		return fmt.Errorf("%w (greymilter db: give the daemon's --config, or the --privacy and --privacy-secret it runs with)", err)
+	}
 	if err != nil {
 		return err
 	}
-	c.ops, c.closer = &control.Ops{Store: store, Rules: func() greylist.Rules { return rules }}, store.Close
+	c.ops, c.closer = &control.Ops{Store: keyed, Rules: func() greylist.Rules { return rules }}, raw.Close
 	return nil
 }
 
