@@ -226,9 +226,10 @@ func (c *dbCommand) readConfig(own *pflag.FlagSet) error {
 	if own.Changed("privacy-secret") {
 		privacy.secret = c.privacySecret
 	}
-	// An admin command never empties nor moves the database aside, whatever
-	// the daemon's config file says, and may wait longer than a decision.
-	privacy.migrate, cfg.core.dbRecover = false, false
+	// An admin command never empties nor moves the database aside, nor
+	// makes it private, whatever the daemon's config file says, and may
+	// wait longer than a decision.
+	privacy.migrate, privacy.existingOnly, cfg.core.dbRecover = false, true, false
 	cfg.core.dbTimeout = 30 * time.Second
 	c.cfg = cfg
 	return nil
