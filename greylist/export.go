@@ -14,7 +14,7 @@ import (
 // whatever the store, so that state moves between hosts and from SQLite to
 // PostgreSQL.
 type ExportLine struct {
-	Type      string    `json:"type"` // "triplet", "client" or "whitelist"
+	Type      string    `json:"type"` // "triplet", "client", "whitelist"; "slow-retrier" in listings only
 	Client    string    `json:"client,omitempty"`
 	Sender    *string   `json:"sender,omitempty"` // "" is the null sender: a pointer keeps it
 	Recipient string    `json:"recipient,omitempty"`
@@ -27,6 +27,10 @@ type ExportLine struct {
 	Added     time.Time `json:"added,omitzero"`
 	Expires   time.Time `json:"expires,omitzero"`
 	Note      string    `json:"note,omitempty"`
+	// A slow retrier's domain (hashed under --privacy) and how many
+	// clients retried its mail late; Passes is how many of them passed.
+	Domain      string `json:"domain,omitempty"`
+	LateClients int    `json:"late_clients,omitempty"`
 }
 
 // TripletLine is the export line of a triplet.
@@ -39,6 +43,11 @@ func TripletLine(t Triplet) ExportLine {
 // ClientLine is the export line of a client.
 func ClientLine(c ClientEntry) ExportLine {
 	return ExportLine{Type: "client", Client: c.Client, Passes: c.Passes, LastSeen: utc(c.LastSeen)}
+}
+
+// SlowRetrierLine is the listing line of a slow retrier.
+func SlowRetrierLine(r SlowRetrier) ExportLine {
+	return ExportLine{Type: "slow-retrier", Domain: r.Domain, LateClients: r.LateClients, Passes: r.Passed, LastSeen: utc(r.LastSeen)}
 }
 
 // WhitelistLine is the export line of a runtime whitelist entry.

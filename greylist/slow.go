@@ -1,8 +1,11 @@
 package greylist
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +36,32 @@ type SlowRetrier struct {
 	LateClients int       // clients that retried its mail after the retry window
 	Passed      int       // of those, clients whose mail of it passed greylisting
 	LastSeen    time.Time // of its latest late retry or pass
+}
+
+// ListSlowRetriers returns what store knows of slow retriers, sorted by
+// domain; only domain's when domain is not "". Under privacy (a store made
+// by Private) the domains are hashes, which cannot be read back: domain is
+// then hashed as the store keeps it, unless it is given as a hash already,
+// and hashed is true.
+func ListSlowRetriers(ctx context.Context, store Store, domain string) (list []SlowRetrier, hashed bool, err error) {
+	raw, p := Unwrap(store)
+	s, ok := raw.(SlowRetryStore)
+	if !ok {
+		return nil, false, fmt.Errorf("this store (%T) keeps no slow retriers", raw)
+	}
+	if list, err = s.SlowRetriers(ctx); err != nil {
+		return nil, false, fmt.Errorf("reading slow retriers: %w", err)
+	}
+	if domain != "" {
+		// Sender addresses, and so their domains, are stored lowercased.
+		want := strings.ToLower(strings.TrimSpace(domain))
+		if p != nil {
+			want = p.stored(labelDomain, want)
+		}
+		list = slices.DeleteFunc(list, func(r SlowRetrier) bool { return r.Domain != want })
+	}
+	slices.SortFunc(list, func(a, b SlowRetrier) int { return cmp.Compare(a.Domain, b.Domain) })
+	return list, p != nil, nil
 }
 
 // SlowRetriers learns sender domains whose mail comes back only after the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -34,6 +35,12 @@ postgres://...) they always may.
           writing anything (needs the running daemon: its lists and checks)
   list    [FILTER] [--json]            triplets, with first seen, last seen,
                                        attempts and when they passed
+  list --slow-retriers [--domain D] [--json]
+                                       sender domains seen retrying late
+                                       (--learn-slow-retriers): how many
+                                       clients did, and how many of those
+                                       then passed (learned at
+                                       --slow-retrier-clients)
   delete  FILTER [--yes]               forget triplets (--yes above one)
   pass    FILTER                       mark waiting triplets as passed
   whitelist --client IP|NET [--for DURATION] [--note TEXT]
@@ -52,8 +59,11 @@ postgres://...) they always may.
 
 FILTER: --client IP|NET|spf:DOMAIN --sender S --recipient R --pending|--passed
 
-Common flags: --db, --control-socket, --config (greymilter's config file, for
-those two).
+Common flags: --db, --control-socket, --config (greymilter's config file:
+read as the daemon reads it, for --db, --control-socket, --privacy and
+the subnet sizes), --privacy and --privacy-secret (without a running
+greymilter, a private database's keys are made as the daemon makes them:
+give its --config or these).
 `
 
 // runDB is `greymilter db`.
@@ -80,7 +90,9 @@ func runDB(args []string, stdout, stderr io.Writer) int {
 	fs.SortFlags = false
 	fs.StringVar(&c.db, "db", "greymilter.db", "greymilter's database: SQLite file or postgres:// URL")
 	fs.StringVar(&c.socket, "control-socket", "", controlSocketUsage)
-	fs.StringVar(&c.config, "config", "", "greymilter's config file, for --db and --control-socket")
+	fs.StringVar(&c.config, "config", "", "greymilter's config file, for --db, --control-socket, --privacy and the subnet sizes")
+	fs.BoolVar(&c.privacy, "privacy", false, "without a running greymilter: the database is private (greymilter --privacy); what you type is hashed as its keys are")
+	fs.StringVar(&c.privacySecret, "privacy-secret", "", "without a running greymilter: its --privacy-secret")
 	status := run(c, fs, args)
 	if c.closer != nil {
 		if err := c.closer(); err != nil && status == 0 {
@@ -96,7 +108,7 @@ func runDB(args []string, stdout, stderr io.Writer) int {
 func splitDBCommand(args []string) (cmd string, rest []string) {
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
-		case a == "--db" || a == "--control-socket" || a == "--config":
+		case a == "--db" || a == "--control-socket" || a == "--config" || a == "--privacy-secret":
 			i++
 		case strings.HasPrefix(a, "-"):
 		default:
@@ -111,8 +123,13 @@ type dbCommand struct {
 	name                 string
 	stdout, stderr       io.Writer
 	db, socket, config   string
+	privacy              bool
+	privacySecret        string
 	filter               control.Request
 	pending, passed, yes bool
+	// cfg is the daemon's configuration as far as db knows it: its
+	// config file and the common flags, for opening the store as it does.
+	cfg *config
 
 	daemon *control.Client // when greymilter runs
 	ops    *control.Ops    // when it does not
@@ -178,28 +195,43 @@ func (c *dbCommand) parse(fs *pflag.FlagSet, args []string, maxArgs int) (ok boo
 			return false, c.fail(configError(fmt.Errorf("--client: %w", err)))
 		}
 	}
-	if c.config != "" {
-		if err := c.readConfig(fs); err != nil {
-			return false, c.fail(configError(err))
-		}
+	if err := c.readConfig(fs); err != nil {
+		return false, c.fail(configError(err))
 	}
 	return true, 0
 }
 
-// readConfig takes --db and --control-socket from greymilter's config
-// file, unless given on the command line: the file is parsed with every
-// flag of the daemon, so that it is read as the daemon reads it.
+// readConfig takes --db, --control-socket, the privacy flags and the rest
+// of the daemon's settings from greymilter's config file, unless given on
+// the command line: the file is parsed with every flag of the daemon, so
+// that it is read as the daemon reads it.
 func (c *dbCommand) readConfig(own *pflag.FlagSet) error {
 	cfg := newConfig()
-	if errs := applyConfigFile(cfg.fs, c.config, cfg.origin); len(errs) > 0 {
-		return errors.Join(errs...)
+	if c.config != "" {
+		if errs := applyConfigFile(cfg.fs, c.config, cfg.origin); len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		if !own.Changed("db") {
+			c.db = cfg.core.db
+		}
+		if !own.Changed("control-socket") {
+			c.socket = cfg.fs.Lookup("control-socket").Value.String()
+		}
 	}
-	if !own.Changed("db") {
-		c.db = cfg.core.db
+	cfg.core.db = c.db
+	privacy := privacyOf(cfg)
+	if own.Changed("privacy") {
+		privacy.on = c.privacy
 	}
-	if !own.Changed("control-socket") {
-		c.socket = cfg.fs.Lookup("control-socket").Value.String()
+	if own.Changed("privacy-secret") {
+		privacy.secret = c.privacySecret
 	}
+	// An admin command never empties nor moves the database aside, nor
+	// makes it private, whatever the daemon's config file says, and may
+	// wait longer than a decision.
+	privacy.migrate, privacy.existingOnly, cfg.core.dbRecover = false, true, false
+	cfg.core.dbTimeout = 30 * time.Second
+	c.cfg = cfg
 	return nil
 }
 
@@ -225,11 +257,17 @@ func (c *dbCommand) connect(ctx context.Context, rules greylist.Rules) error {
 			return configError(fmt.Errorf("--db: %w (and no greymilter answers on its control socket)", err))
 		}
 	}
-	store, err := greylist.Open(ctx, c.db, greylist.Options{Timeout: 30 * time.Second})
+	// Opened as the daemon opens it: under --privacy, what the admin types
+	// is hashed with the daemon's secret and subnet sizes.
+	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	raw, keyed, err := openStore(ctx, c.cfg, logger)
+	if errors.Is(err, greylist.ErrPrivacyMismatch) {
+		return fmt.Errorf("%w (greymilter db: give the daemon's --config, or the --privacy and --privacy-secret it runs with)", err)
+	}
 	if err != nil {
 		return err
 	}
-	c.ops, c.closer = &control.Ops{Store: store, Rules: func() greylist.Rules { return rules }}, store.Close
+	c.ops, c.closer = &control.Ops{Store: keyed, Rules: func() greylist.Rules { return rules }}, raw.Close
 	return nil
 }
 
@@ -277,12 +315,23 @@ func (c *dbCommand) simple(fs *pflag.FlagSet, args []string, req control.Request
 func (c *dbCommand) list(fs *pflag.FlagSet, args []string) int {
 	c.filterFlags(fs)
 	asJSON := fs.Bool("json", false, "one JSON object a line, as export writes")
+	slow := fs.Bool("slow-retriers", false, "list the sender domains seen retrying late (--learn-slow-retriers) instead of triplets")
+	fs.StringVar(&c.filter.Domain, "domain", "", "with --slow-retriers: only this sender domain (under --privacy: hashed as the store keeps it)")
 	if ok, st := c.parse(fs, args, 0); !ok {
 		return st
+	}
+	if *slow && (c.filter.Client != "" || c.filter.Sender != "" || c.filter.Recipient != "" || c.filter.State != "") {
+		return c.fail(configError(errors.New("--slow-retriers lists domains: --client, --sender, --recipient, --pending and --passed select triplets")))
+	}
+	if !*slow && c.filter.Domain != "" {
+		return c.fail(configError(errors.New("--domain goes with --slow-retriers")))
 	}
 	ctx := context.Background()
 	if err := c.connect(ctx, greylist.DefaultRules); err != nil {
 		return c.fail(err)
+	}
+	if *slow {
+		return c.listSlowRetriers(ctx, *asJSON)
 	}
 	req := c.filter
 	req.Cmd = "list"
@@ -310,6 +359,40 @@ func (c *dbCommand) list(fs *pflag.FlagSet, args []string) int {
 	if tw != nil {
 		tw.Flush()
 		fmt.Fprintf(c.stdout, "%d triplets\n", done.Count)
+	}
+	return 0
+}
+
+// listSlowRetriers is `db list --slow-retriers`.
+func (c *dbCommand) listSlowRetriers(ctx context.Context, asJSON bool) int {
+	req := control.Request{Cmd: "slow-retriers", Domain: c.filter.Domain}
+	var lines []greylist.ExportLine
+	done, err := c.do(ctx, req, func(l greylist.ExportLine) error { lines = append(lines, l); return nil })
+	if err != nil {
+		return c.fail(err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(c.stdout)
+		for _, l := range lines {
+			if err := enc.Encode(l); err != nil {
+				return c.fail(err)
+			}
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	domain := "DOMAIN"
+	if done.Hashed {
+		domain = "DOMAIN (HMAC, --privacy)"
+	}
+	fmt.Fprintf(tw, "%s\tLATE CLIENTS\tPASSED\tLAST SEEN\n", domain)
+	for _, l := range lines {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", l.Domain, l.LateClients, l.Passes, stamp(l.LastSeen))
+	}
+	tw.Flush()
+	fmt.Fprintf(c.stdout, "%d domains\n", done.Count)
+	if done.Hashed {
+		fmt.Fprintln(c.stdout, "Under --privacy the domains are stored as hashes, which cannot be turned back into names: --domain NAME finds one.")
 	}
 	return 0
 }

@@ -22,6 +22,10 @@ const SecretEnv = "GREYMILTER_PRIVACY_SECRET"
 type privacyFlags struct {
 	on, migrate bool
 	secret      string
+	// existingOnly is for greymilter db: it uses the keys of a database
+	// that is private already, and never makes one private (a secret file
+	// and a mark that the daemon would then refuse without --privacy).
+	existingOnly bool
 }
 
 func init() {
@@ -114,6 +118,9 @@ func (p *privacyFlags) load(ctx context.Context, dsn string, store greylist.Stor
 			if _, marked, err = m.Meta(ctx, greylist.MetaPrivacy); err != nil {
 				return nil, fmt.Errorf("--db %s: %w", dsn, err)
 			}
+		}
+		if !marked && p.existingOnly {
+			return nil, configError(fmt.Errorf("--privacy: the database %s is not private (greymilter has not run on it with --privacy): leave --privacy out", dsn))
 		}
 		var created bool
 		var err error

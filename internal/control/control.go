@@ -28,13 +28,15 @@ import (
 
 // Request is one command.
 type Request struct {
-	Cmd string `json:"cmd"` // ping, list, delete, pass, whitelist, unwhitelist, whitelist-list, purge, export, import, explain
+	Cmd string `json:"cmd"` // ping, list, delete, pass, whitelist, unwhitelist, whitelist-list, purge, export, import, explain, slow-retriers
 
 	Client    string `json:"client,omitempty"` // filter, or whitelist network
 	Sender    string `json:"sender,omitempty"`
 	Recipient string `json:"recipient,omitempty"`
 	State     string `json:"state,omitempty"` // "", "pending", "passed"
 	Yes       bool   `json:"yes,omitempty"`   // delete more than one triplet
+
+	Domain string `json:"domain,omitempty"` // slow-retriers: only this sender domain
 
 	For  string `json:"for,omitempty"` // whitelist duration; "" is forever
 	Note string `json:"note,omitempty"`
@@ -58,6 +60,7 @@ type Done struct {
 	Error       string       `json:"error,omitempty"`
 	Refused     bool         `json:"refused,omitempty"` // Error is an ErrRefused
 	Count       int          `json:"count"`
+	Hashed      bool         `json:"hashed,omitempty"` // slow-retriers: the domains are --privacy hashes
 	Purged      *Purged      `json:"purged,omitempty"`
 	Explanation *Explanation `json:"explanation,omitempty"`
 }
@@ -109,6 +112,18 @@ func (o *Ops) Do(ctx context.Context, req Request, emit func(greylist.ExportLine
 	}
 	if req.Cmd == "explain" {
 		return o.explain(ctx, req.Explain)
+	}
+	if req.Cmd == "slow-retriers" {
+		list, hashed, err := greylist.ListSlowRetriers(ctx, o.Store, req.Domain)
+		if err != nil {
+			return Done{}, err
+		}
+		for _, r := range list {
+			if err := emit(greylist.SlowRetrierLine(r)); err != nil {
+				return Done{}, err
+			}
+		}
+		return Done{Count: len(list), Hashed: hashed}, nil
 	}
 	a, ok := o.Store.(greylist.Admin)
 	if !ok {
@@ -360,7 +375,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if err != nil {
 			done.Error, done.Refused = err.Error(), errors.Is(err, ErrRefused)
 		}
-		if s.Log != nil && req.Cmd != "ping" && req.Cmd != "list" && req.Cmd != "export" && req.Cmd != "explain" && req.Cmd != "whitelist-list" {
+		if s.Log != nil && req.Cmd != "ping" && req.Cmd != "list" && req.Cmd != "export" && req.Cmd != "explain" && req.Cmd != "whitelist-list" && req.Cmd != "slow-retriers" {
 			s.Log.Info("control command", "cmd", req.Cmd, "client", req.Client, "sender", req.Sender, "recipient", req.Recipient, "count", done.Count, "error", done.Error)
 		}
 		if err := enc.Encode(line{Done: done}); err != nil {

@@ -17,6 +17,13 @@ import (
 // connected client.
 func serve(t *testing.T) (*Client, *Server, greylist.Store) {
 	t.Helper()
+	return serveOver(t, func(s greylist.Store) greylist.Store { return s })
+}
+
+// serveOver is serve with the server's store made by wrap of the real one
+// (which it returns).
+func serveOver(t *testing.T, wrap func(greylist.Store) greylist.Store) (*Client, *Server, greylist.Store) {
+	t.Helper()
 	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "g.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +34,7 @@ func serve(t *testing.T) (*Client, *Server, greylist.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Ops: &Ops{Store: store, Rules: func() greylist.Rules { return greylist.DefaultRules }}}
+	srv := &Server{Ops: &Ops{Store: wrap(store), Rules: func() greylist.Rules { return greylist.DefaultRules }}}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -83,6 +90,33 @@ func TestClientServer(t *testing.T) {
 	}
 	if _, found, _ := store.Lookup(ctx, greylist.Key{Client: "192.0.2.0/24", Sender: "s@example.org", Recipient: "a@example.net"}); found {
 		t.Error("deleted triplet still found by the store")
+	}
+}
+
+// slow-retriers lists what the store learned, through the socket; under
+// privacy it says the domains are hashes and finds one by its name.
+func TestSlowRetriers(t *testing.T) {
+	p, err := greylist.NewPrivacy([]byte(strings.Repeat("k", greylist.MinSecretLen)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, store := serveOver(t, func(s greylist.Store) greylist.Store {
+		return greylist.Private(s, p, greylist.Keyer{IPv4Prefix: 24, IPv6Prefix: 64})
+	})
+	ctx := context.Background()
+	now := time.Now()
+	for _, d := range []string{"slow.example", "other.example"} {
+		if err := store.(greylist.SlowRetryStore).NoteSlowRetry(ctx, p.Domain(d), p.Client("192.0.2.0/24"), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var items []greylist.ExportLine
+	done, err := c.Do(Request{Cmd: "slow-retriers", Domain: "slow.example"}, func(l greylist.ExportLine) error { items = append(items, l); return nil })
+	if err != nil || !done.Hashed || done.Count != 1 || len(items) != 1 || items[0].Type != "slow-retrier" || items[0].Domain != p.Domain("slow.example") || items[0].LateClients != 1 {
+		t.Fatalf("slow-retriers --domain slow.example: %+v %v %+v", done, err, items)
+	}
+	if done, err = c.Do(Request{Cmd: "slow-retriers"}, func(greylist.ExportLine) error { return nil }); err != nil || done.Count != 2 {
+		t.Fatalf("slow-retriers: %+v %v, want 2", done, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,15 @@ func TestT97SlowRetriers(t *testing.T) {
 	rec := gm.WaitRecord(func(r harness.LogRecord) bool { return strings.HasPrefix(r["msg"], "slow retrier learned") })
 	if rec["domain"] != "slow.example" {
 		t.Errorf("learned %q, want slow.example", rec["domain"])
+	}
+	// The admin sees it through the running daemon, with its evidence:
+	// two clients retried late, both then passed.
+	out := mustDB(t, gm, "slow.example", "list", "--slow-retriers")
+	if !regexp.MustCompile(`(?m)^slow\.example +2 +2 +`).MatchString(out) || !strings.Contains(out, "1 domains") {
+		t.Errorf("db list --slow-retriers:\n%s\nwant slow.example with 2 late clients, 2 passed", out)
+	}
+	if out := mustDB(t, gm, "0 domains", "list", "--slow-retriers", "--domain", "fast.example"); strings.Contains(out, "slow.example") {
+		t.Errorf("db list --slow-retriers --domain fast.example:\n%s", out)
 	}
 
 	deferred("learned: first attempt", send("192.0.2.82", "news@slow.example", "r3-t97@"+harness.Domain))
