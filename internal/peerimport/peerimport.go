@@ -309,41 +309,30 @@ func SQLgrey(ctx context.Context, db *sql.DB, o Options) (*greylist.Imported, Re
 	if err != nil {
 		return nil, rep, fmt.Errorf("sqlgrey connect: %w", err)
 	}
-	err = eachRow(ctx, db, `SELECT src, last_seen FROM from_awl`, func(scan func(...any) error) error {
-		var src string
-		var last any
-		if err := scan(&src, &last); err != nil {
-			return err
-		}
-		client, ok := sqlgreyClient(src, o.Keyer)
-		t, tok := sqlgreyTime(last)
-		if !ok || !tok {
-			rep.skip("from_awl rows with an unreadable src or last_seen")
+	// A sender auto-whitelist row counts one pass for its client; a
+	// domain auto-whitelist row makes its client auto-whitelisted.
+	for _, awl := range []struct {
+		table  string
+		passes int
+	}{{"from_awl", 1}, {"domain_awl", max(o.AutoWhitelist, 1)}} {
+		err = eachRow(ctx, db, `SELECT src, last_seen FROM `+awl.table, func(scan func(...any) error) error {
+			var src string
+			var last any
+			if err := scan(&src, &last); err != nil {
+				return err
+			}
+			client, ok := sqlgreyClient(src, o.Keyer)
+			t, tok := sqlgreyTime(last)
+			if !ok || !tok {
+				rep.skip(awl.table + " rows with an unreadable src or last_seen")
+				return nil
+			}
+			m.addPasses(client, awl.passes, t)
 			return nil
+		})
+		if err != nil {
+			return nil, rep, fmt.Errorf("sqlgrey %s: %w", awl.table, err)
 		}
-		m.addPasses(client, 1, t)
-		return nil
-	})
-	if err != nil {
-		return nil, rep, fmt.Errorf("sqlgrey from_awl: %w", err)
-	}
-	err = eachRow(ctx, db, `SELECT src, last_seen FROM domain_awl`, func(scan func(...any) error) error {
-		var src string
-		var last any
-		if err := scan(&src, &last); err != nil {
-			return err
-		}
-		client, ok := sqlgreyClient(src, o.Keyer)
-		t, tok := sqlgreyTime(last)
-		if !ok || !tok {
-			rep.skip("domain_awl rows with an unreadable src or last_seen")
-			return nil
-		}
-		m.addPasses(client, max(o.AutoWhitelist, 1), t)
-		return nil
-	})
-	if err != nil {
-		return nil, rep, fmt.Errorf("sqlgrey domain_awl: %w", err)
 	}
 	return m.result(&rep), rep, nil
 }
