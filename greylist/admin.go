@@ -112,6 +112,34 @@ func (f Filter) Normalized() Filter {
 	return f
 }
 
+// ListQuery is the SQL that lists the triplets f selects, narrowed by
+// what SQL compares exactly (the client's network overlap is left to
+// Match), with its arguments; placeholder writes the nth (1-based) one in
+// the database's style.
+func (f Filter) ListQuery(placeholder func(n int) string) (string, []any) {
+	var where []string
+	var args []any
+	if f.Sender != "" {
+		args = append(args, f.Sender)
+		where = append(where, "sender = "+placeholder(len(args)))
+	}
+	if f.Recipient != "" {
+		args = append(args, f.Recipient)
+		where = append(where, "recipient = "+placeholder(len(args)))
+	}
+	switch f.State {
+	case Pending:
+		where = append(where, "passed_at = 0")
+	case PassedState:
+		where = append(where, "passed_at != 0")
+	}
+	q := `SELECT client, sender, recipient, first_seen, last_seen, passed_at, attempts FROM triplets`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	return q + " ORDER BY client, sender, recipient", args
+}
+
 // Check says what is wrong with f's client, if anything.
 func (f Filter) Check() error {
 	if _, isNet := parseNet(f.Client); f.Client == "" || isNet || strings.HasPrefix(f.Client, "spf:") {

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/greymilter/greymilter/greylist"
 )
@@ -46,27 +47,8 @@ func adminCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 func (s *Store) List(ctx context.Context, f greylist.Filter) ([]greylist.Triplet, error) {
 	ctx, cancel := adminCtx(ctx)
 	defer cancel()
-	var where []string
-	var args []any
-	if f.Sender != "" {
-		args = append(args, f.Sender)
-		where = append(where, fmt.Sprintf("sender = $%d", len(args)))
-	}
-	if f.Recipient != "" {
-		args = append(args, f.Recipient)
-		where = append(where, fmt.Sprintf("recipient = $%d", len(args)))
-	}
-	switch f.State {
-	case greylist.Pending:
-		where = append(where, "passed_at = 0")
-	case greylist.PassedState:
-		where = append(where, "passed_at != 0")
-	}
-	q := `SELECT client, sender, recipient, first_seen, last_seen, passed_at, attempts FROM triplets`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	rows, err := s.pool.Query(ctx, q+" ORDER BY client, sender, recipient", args...)
+	q, args := f.ListQuery(func(n int) string { return "$" + strconv.Itoa(n) })
+	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: list: %w", s.result(err))
 	}
@@ -115,22 +97,9 @@ func (s *Store) Delete(ctx context.Context, f greylist.Filter) (int, error) {
 	if err != nil || len(ts) == 0 {
 		return 0, err
 	}
-	n := 0
-	err = s.inTx(ctx, "delete", func(tx pgx.Tx) error {
-		n = 0
-		for _, t := range ts {
-			tag, err := tx.Exec(ctx, `DELETE FROM triplets WHERE client = $1 AND sender = $2 AND recipient = $3`, t.Client, t.Sender, t.Recipient)
-			if err != nil {
-				return err
-			}
-			n += int(tag.RowsAffected())
-		}
-		return nil
+	return s.eachListed(ctx, "delete", ts, func(tx pgx.Tx, t greylist.Triplet) (pgconn.CommandTag, error) {
+		return tx.Exec(ctx, `DELETE FROM triplets WHERE client = $1 AND sender = $2 AND recipient = $3`, t.Client, t.Sender, t.Recipient)
 	})
-	for _, t := range ts {
-		s.forget(t.Key)
-	}
-	return n, err
 }
 
 // Pass implements greylist.Admin.
@@ -140,12 +109,21 @@ func (s *Store) Pass(ctx context.Context, f greylist.Filter, now time.Time) (int
 	if err != nil || len(ts) == 0 {
 		return 0, err
 	}
+	return s.eachListed(ctx, "pass", ts, func(tx pgx.Tx, t greylist.Triplet) (pgconn.CommandTag, error) {
+		return tx.Exec(ctx, `UPDATE triplets SET passed_at = $4, last_seen = $4
+			WHERE client = $1 AND sender = $2 AND recipient = $3 AND passed_at = 0`, t.Client, t.Sender, t.Recipient, ms(now))
+	})
+}
+
+// eachListed runs change on every listed triplet in one transaction and
+// returns how many rows it touched; this host's cached copies of them are
+// forgotten whatever the outcome.
+func (s *Store) eachListed(ctx context.Context, what string, ts []greylist.Triplet, change func(pgx.Tx, greylist.Triplet) (pgconn.CommandTag, error)) (int, error) {
 	n := 0
-	err = s.inTx(ctx, "pass", func(tx pgx.Tx) error {
+	err := s.inTx(ctx, what, func(tx pgx.Tx) error {
 		n = 0
 		for _, t := range ts {
-			tag, err := tx.Exec(ctx, `UPDATE triplets SET passed_at = $4, last_seen = $4
-				WHERE client = $1 AND sender = $2 AND recipient = $3 AND passed_at = 0`, t.Client, t.Sender, t.Recipient, ms(now))
+			tag, err := change(tx, t)
 			if err != nil {
 				return err
 			}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +29,7 @@ func (s *Store) List(ctx context.Context, f greylist.Filter) ([]greylist.Triplet
 	var out []greylist.Triplet
 	err := s.read(ctx, func(q querier) error {
 		out = out[:0]
-		query, args := listQuery(f)
+		query, args := f.ListQuery(func(int) string { return "?" })
 		rows, err := q.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -53,30 +52,6 @@ func (s *Store) List(ctx context.Context, f greylist.Filter) ([]greylist.Triplet
 		return nil, fmt.Errorf("greylist: list: %w", err)
 	}
 	return out, nil
-}
-
-// listQuery narrows a listing in SQL by what SQL compares exactly; the
-// client's network overlap is left to f.Match.
-func listQuery(f greylist.Filter) (string, []any) {
-	var where []string
-	var args []any
-	if f.Sender != "" {
-		where, args = append(where, "sender = ?"), append(args, f.Sender)
-	}
-	if f.Recipient != "" {
-		where, args = append(where, "recipient = ?"), append(args, f.Recipient)
-	}
-	switch f.State {
-	case greylist.Pending:
-		where = append(where, "passed_at = 0")
-	case greylist.PassedState:
-		where = append(where, "passed_at != 0")
-	}
-	q := `SELECT client, sender, recipient, first_seen, last_seen, passed_at, attempts FROM triplets`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	return q + " ORDER BY client, sender, recipient", args
 }
 
 // Delete implements greylist.Admin: the rows go in the writer, and the
