@@ -259,8 +259,10 @@ for c in $CONCURRENCY; do
 	load nullmilter milter "inet:127.0.0.1:$p" pass "$c"
 	stop
 
-	# The same null milter behind greymilter's connection wrapper: what the
-	# wrapper gives or costs, apart from greymilter's engine.
+	# The same null milter behind greymilter's connection wrapper (buffered
+	# reads, no answers at connect, HELO and MAIL): what the wrapper gives
+	# or costs, apart from greymilter's engine. greymilter's "of wrapped
+	# null" is its engine's share, on the same protocol.
 	p=$(free_port)
 	start nullmilter-wrapped "$p" "$BIN/nullmilter" --wrapped -s "inet:127.0.0.1:$p"
 	load nullmilter-wrapped milter "inet:127.0.0.1:$p" pass "$c"
@@ -407,21 +409,24 @@ fi
 echo
 echo "greymilter benchmark: $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), ${DURATION}s per run, delay ${DELAY}s, ${NEW_SHARE} first-time, seed $SEED"
 echo "load average at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (greyload and the server take about 2; more means something else ran)"
-echo "ratios: decisions/s and p99 against the null server of the same protocol at the same concurrency; 'x peer': decisions/s over postgrey's (policy) or milter-greylist's (milter)"
+echo "ratios: decisions/s and p99 against the null server of the same protocol at the same concurrency ('of wrapped null': against the null milter behind greymilter's connection wrapper); 'x peer': decisions/s over postgrey's (policy) or milter-greylist's (milter)"
 echo "cores: CPU used during the run by the server, by greyload, and by anything else (above 0.1 the row was disturbed)"
 echo
 jq -r -s '
 	def null_of($r): map(select(.server == "null\($r.proto)" and .concurrency == $r.concurrency)) | first;
+	def wrapped_of($r): map(select(.server == "nullmilter-wrapped" and .concurrency == $r.concurrency)) | first;
 	def peer_of($r): map(select(.server == (if $r.proto == "policy" then "postgrey" else "milter-greylist" end) and .concurrency == $r.concurrency)) | first;
 	def pct($a; $b): if $b and $b > 0 then "\(100 * $a / $b | round)%" else "-" end;
 	def times($a; $b): if $b and $b > 0 then "\($a / $b * 10 | round / 10)x" else "-" end;
 	map(select(.server | test("empty|million|purge|profiled") | not)) as $rows
-	| (["protocol", "server", "c", "decisions/s", "of null", "p50 ms", "p99 ms", "p99 vs null", "x peer", "RSS MB", "errors", "mismatches", "cores srv/load/other"]),
+	| (["protocol", "server", "c", "decisions/s", "of null", "of wrapped null", "p50 ms", "p99 ms", "p99 vs null", "x peer", "RSS MB", "errors", "mismatches", "cores srv/load/other"]),
 	  ($rows | sort_by(.proto, .concurrency)[] | . as $r
 	   | ($rows | null_of($r)) as $n
 	   | ($rows | peer_of($r)) as $peer
+	   | ($rows | wrapped_of($r)) as $w
 	   | [.proto, .server, .concurrency, (.decisions_per_s | round),
 	      (if .server == "null\(.proto)" then "-" else pct(.decisions_per_s; $n.decisions_per_s) end),
+	      (if (.server | test("^greymilter")) and .proto == "milter" then pct(.decisions_per_s; $w.decisions_per_s) else "-" end),
 	      .p50_ms, .p99_ms,
 	      (if .server == "null\(.proto)" then "-" else times(.p99_ms; $n.p99_ms) end),
 	      (if (.server | test("^greymilter")) then times(.decisions_per_s; $peer.decisions_per_s) else "-" end),

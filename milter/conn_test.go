@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,5 +170,131 @@ func TestPacketsSentTogetherTakeOneRead(t *testing.T) {
 	}
 	if reads != 1 {
 		t.Fatalf("%d reads from the connection for 3 packets sent together, want 1", reads)
+	}
+}
+
+// noReplyMTA is the protocol an MTA speaking version 6 offers when it
+// can skip the answers at connect, HELO and MAIL, as Postfix does.
+const noReplyMTA = gomilter.OptNoBody | gomilter.OptNoHeaders | gomilter.OptNoEOH |
+	gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoMailReply | gomilter.OptNoRcptReply
+
+func TestNoReplyStagesNegotiated(t *testing.T) {
+	addr, _ := startServer(t)
+	c := gomilter.NewClientWithOptions("tcp", addr, gomilter.ClientOptions{ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, ActionMask: gomilter.OptAddHeader, ProtocolMask: noReplyMTA})
+	s, err := c.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, o := range []gomilter.OptProtocol{gomilter.OptNoConnReply, gomilter.OptNoHeloReply, gomilter.OptNoMailReply} {
+		if !s.ProtocolOption(o) {
+			t.Errorf("no-reply flag %#x not negotiated (protocol %#x)", o, s.ProtocolOpts)
+		}
+	}
+	// RCPT carries the decision: its answer is never withheld.
+	if s.ProtocolOption(gomilter.OptNoRcptReply) {
+		t.Errorf("no reply negotiated at RCPT (protocol %#x)", s.ProtocolOpts)
+	}
+	// The client reads no answer at connect, HELO and MAIL: had the server
+	// sent one, the answer read after RCPT would be connect's continue.
+	mustContinue(t, "connect", must(s.Conn("mail.example.org", gomilter.FamilyInet, 25, "192.0.2.1")))
+	mustContinue(t, "helo", must(s.Helo("mail.example.org")))
+	mustContinue(t, "mail", must(s.Mail("<alice@example.org>", nil)))
+	a, err := s.Rcpt("<bob@example.net>", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Code != gomilter.ActReplyCode || a.SMTPCode != 451 {
+		t.Fatalf("RCPT of a new triplet: %c %d %q, want the 451 deferral", a.Code, a.SMTPCode, a.SMTPText)
+	}
+}
+
+func TestNoReplyStagesNotOfferedNotUsed(t *testing.T) {
+	addr, _ := startServer(t)
+	// An MTA of protocol 6 that does not offer the flags gets every answer
+	// (mtaSession reads them all).
+	s := mtaSession(t, addr, "192.0.2.1", "<alice@example.org>")
+	if s.ProtocolOpts&gomilter.OptProtocol(noReplyStages) != 0 {
+		t.Fatalf("no-reply flags %#x negotiated with an MTA that did not offer them", s.ProtocolOpts)
+	}
+	a, err := s.Rcpt("<bob@example.net>", nil)
+	if err != nil || a.SMTPCode != 451 {
+		t.Fatalf("RCPT: %v, %v; want the 451 deferral", a, err)
+	}
+}
+
+// rawMTA writes milter packets and reads the answers on a plain connection.
+type rawMTA struct {
+	t *testing.T
+	c net.Conn
+}
+
+func (m rawMTA) send(code byte, data ...string) {
+	m.t.Helper()
+	body := []byte{code}
+	for _, d := range data {
+		body = append(body, d...)
+	}
+	if _, err := m.c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m rawMTA) read() (byte, []byte) {
+	m.t.Helper()
+	m.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var hdr [4]byte
+	if _, err := io.ReadFull(m.c, hdr[:]); err != nil {
+		m.t.Fatalf("reading an answer: %v", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+	if _, err := io.ReadFull(m.c, body); err != nil || len(body) == 0 {
+		m.t.Fatalf("reading an answer: %v", err)
+	}
+	return body[0], body[1:]
+}
+
+// session sends one SMTP session's connect, HELO, MAIL and RCPT, as an MTA
+// that expects no answer but RCPT's, and returns that answer.
+func (m rawMTA) session(client, sender, rcpt string) string {
+	m.t.Helper()
+	m.send('C', "mail.example.org\x00", "4", "\x00\x19", client+"\x00")
+	m.send('H', "mail.example.org\x00")
+	m.send('M', "<"+sender+">\x00")
+	m.send('R', "<"+rcpt+">\x00")
+	code, data := m.read()
+	if code != 'y' {
+		m.t.Fatalf("answer %q %q to RCPT, want a reply code", code, data)
+	}
+	return strings.TrimRight(string(data), "\x00")
+}
+
+func TestQuitNewConnectionKeepsTheConnection(t *testing.T) {
+	addr, _ := startServer(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := rawMTA{t: t, c: c}
+	var offer []byte
+	for _, v := range []uint32{6, uint32(gomilter.OptAddHeader), uint32(noReplyMTA)} {
+		offer = binary.BigEndian.AppendUint32(offer, v)
+	}
+	m.send('O', string(offer))
+	code, data := m.read()
+	if code != 'O' || len(data) < 12 {
+		t.Fatalf("negotiation answer %q %q", code, data)
+	}
+	if v, p := binary.BigEndian.Uint32(data), binary.BigEndian.Uint32(data[8:]); v != 6 || p&noReplyStages != noReplyStages {
+		t.Fatalf("negotiated version %d protocol %#x, want 6 with the no-reply flags %#x", v, p, noReplyStages)
+	}
+	if got := m.session("192.0.2.1", "alice@example.org", "bob@example.net"); !strings.HasPrefix(got, "451 ") {
+		t.Fatalf("first session's RCPT: %q", got)
+	}
+	// SMFIC_QUIT_NC: the next SMTP session comes on the same connection.
+	m.send('K')
+	if got := m.session("192.0.2.2", "carol@example.org", "dave@example.net"); !strings.HasPrefix(got, "451 ") {
+		t.Fatalf("second session's RCPT: %q", got)
 	}
 }

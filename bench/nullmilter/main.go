@@ -3,8 +3,9 @@
 // milter built on the same library can reach. It asks the MTA for the same
 // stages as greymilter's milter, so that both see the same conversation.
 // With --wrapped it reads through greymilter's connection wrapper
-// (milter.LimitListener), so that the wrapper's gain or cost shows apart
-// from greymilter's engine.
+// (milter.LimitListener: buffered reads, and no answers at connect, HELO
+// and MAIL with an MTA of protocol 6), so that the wrapper's gain or cost
+// shows apart from greymilter's engine.
 package main
 
 import (
