@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
@@ -120,7 +121,9 @@ func (l limitedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &limitedConn{Conn: c, r: bufio.NewReaderSize(c, readBuffer), limits: l.limits, log: l.log}, nil
+	r := readers.Get().(*bufio.Reader)
+	r.Reset(c)
+	return &limitedConn{Conn: c, r: r, limits: l.limits, log: l.log}, nil
 }
 
 // readBuffer holds what one read from the MTA brings: a packet's length
@@ -128,6 +131,10 @@ func (l limitedListener) Accept() (net.Conn, error) {
 // (macros, then their command). go-milter reads a packet's length and body
 // in two calls; through the buffer both come from one read(2).
 const readBuffer = 4 << 10
+
+// readers keeps the read buffers of closed connections for new ones: one
+// per connection, and an MTA opens a connection per SMTP session.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
 
 // limitedConn reads the milter packet framing (a 4-byte big-endian length,
 // then that many bytes) as go-milter does, so that it can apply the idle
@@ -244,6 +251,19 @@ func (c *limitedConn) readOffer() {
 	}
 	c.mtaVersion = binary.BigEndian.Uint32(b[1:])
 	c.mtaProtocol = binary.BigEndian.Uint32(b[9:])
+}
+
+// Close closes the connection and gives its read buffer back. go-milter
+// calls it once, from the goroutine that read the connection, after its
+// last read.
+func (c *limitedConn) Close() error {
+	if c.r != nil {
+		c.r.Reset(nil)
+		readers.Put(c.r)
+		c.r = nil
+		c.err = net.ErrClosed
+	}
+	return c.Conn.Close()
 }
 
 // Write bounds a reply's write, so that a client that stops reading
