@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
@@ -11,108 +12,211 @@ import (
 	"github.com/greymilter/greymilter/greylist"
 )
 
-// purgeBatch bounds how many rows one purge transaction deletes, so that
+// purgeBatch bounds how many rows one purge transaction reads, so that
 // decisions queued behind it wait little.
 const purgeBatch = 2000
 
-// Purge implements Store.
+// Purge implements Store. Triplets and clients have no index on their
+// times (schema.go says why), so the purge walks each table by primary
+// key, a window of rows per writer transaction, and decides in Go which
+// rows go: one walk over the triplets applies both max-age and the purge
+// of unverified triplets.
 func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) (greylist.PurgeStats, error) {
 	var st greylist.PurgeStats
-	old := ms(now.Add(-rules.MaxAge))
-	// Each step deletes what its query returns, a batch at a time, and
-	// tells the index which keys went.
-	type purgeStep struct {
-		count *int
-		what  string // "triplets", "clients" or "" for rows the index does not hold
+	expired := ms(now.Add(-rules.MaxAge))
+	unverified := ms(now.Add(-rules.PurgeUnverified))
+	if rules.MaxAge > 0 || rules.PurgeUnverified > 0 {
+		triplets := tripletWalk
+		triplets.goes = func(d []int64, st *greylist.PurgeStats) bool {
+			last, first, passed, attempts := d[0], d[1], d[2], d[3]
+			switch {
+			case rules.MaxAge > 0 && last < expired:
+				st.Triplets++
+			case rules.PurgeUnverified > 0 && passed == 0 && first < unverified:
+				st.Unverified++
+				if attempts == 1 {
+					st.NeverRetried++
+				}
+			default:
+				return false
+			}
+			return true
+		}
+		if err := s.walk(ctx, triplets, &st); err != nil {
+			return st, err
+		}
+	}
+	if rules.MaxAge > 0 {
+		clients := clientWalk
+		clients.goes = func(d []int64, st *greylist.PurgeStats) bool {
+			if d[0] >= expired {
+				return false
+			}
+			st.Clients++
+			return true
+		}
+		if err := s.walk(ctx, clients, &st); err != nil {
+			return st, err
+		}
+	}
+	for _, step := range []struct {
 		query string
 		arg   int64
-		// once, if set, counts the deleted triplets of one attempt, which
-		// the query returns as a fourth column.
-		once *int
-	}
-	limit := fmt.Sprint(purgeBatch)
-	var steps []purgeStep
-	if rules.MaxAge > 0 {
-		steps = append(steps,
-			purgeStep{&st.Triplets, "triplets", `DELETE FROM triplets WHERE (client, sender, recipient) IN
-				(SELECT client, sender, recipient FROM triplets WHERE last_seen < ? LIMIT ` + limit + `)
-				RETURNING client, sender, recipient`, old, nil},
-			purgeStep{&st.Clients, "clients", `DELETE FROM clients WHERE client IN
-				(SELECT client FROM clients WHERE last_seen < ? LIMIT ` + limit + `) RETURNING client`, old, nil})
-	}
-	steps = append(steps, purgeStep{new(int), "", `DELETE FROM decision_counts WHERE hour < ?`, now.Add(-greylist.CountsMaxAge).Unix() / 3600, nil})
-	// Expired runtime whitelist entries no longer match; the copy in
-	// memory skips them until the next whitelist change reloads it.
-	steps = append(steps, purgeStep{new(int), "", `DELETE FROM whitelist WHERE expires != 0 AND expires < ?`, ms(now), nil})
-	if rules.PurgeUnverified > 0 {
-		steps = append(steps, purgeStep{&st.Unverified, "triplets", `DELETE FROM triplets WHERE (client, sender, recipient) IN
-			(SELECT client, sender, recipient FROM triplets WHERE passed_at = 0 AND first_seen < ? LIMIT ` + limit + `)
-			RETURNING client, sender, recipient, attempts = 1`,
-			ms(now.Add(-rules.PurgeUnverified)), &st.NeverRetried})
-	}
-	for _, step := range steps {
-		for {
-			var n int
-			err := s.do(ctx, func(c *sql.Conn) error {
-				var err error
-				n, err = s.purgeBatch(c, step.what, step.query, step.arg, step.once)
-				if err != nil {
-					return fmt.Errorf("greylist: purge: %w", err)
-				}
-				return nil
-			})
-			if err != nil {
-				return st, err
-			}
-			*step.count += n
-			if n < purgeBatch {
-				break
-			}
+	}{
+		{`DELETE FROM decision_counts WHERE hour < ?`, now.Add(-greylist.CountsMaxAge).Unix() / 3600},
+		// Expired runtime whitelist entries no longer match; the copy in
+		// memory skips them until the next whitelist change reloads it.
+		{`DELETE FROM whitelist WHERE expires != 0 AND expires < ?`, ms(now)},
+	} {
+		err := s.do(ctx, func(c *sql.Conn) error {
+			_, err := c.ExecContext(context.Background(), step.query, step.arg)
+			return err
+		})
+		if err != nil {
+			return st, fmt.Errorf("greylist: purge: %w", err)
 		}
 	}
 	return st, nil
 }
 
-// purgeBatch runs one purge query in the writer and stages the index
-// deletions of what it returned; once, if set, counts the triplets whose
-// fourth column is true.
-func (s *Store) purgeBatch(c *sql.Conn, what, query string, arg int64, once *int) (int, error) {
-	if what == "" {
-		res, err := c.ExecContext(context.Background(), query, arg)
-		if err != nil {
-			return 0, err
-		}
-		n, err := res.RowsAffected()
-		return int(n), err
+// keyWalk is how the purge walks a table whose rows the index in memory
+// holds, in the order of its primary key.
+type keyWalk struct {
+	table string
+	// key are the primary key's columns, which fill a greylist.Key's
+	// Client, Sender and Recipient in that order.
+	key []string
+	// data are the integer columns that goes reads, in this order.
+	data []string
+	// goes tells whether a row goes, and counts it in st if so.
+	goes func(data []int64, st *greylist.PurgeStats) bool
+	// forget is the index change of a deleted row.
+	forget func(ix *index, k greylist.Key) change
+}
+
+var (
+	tripletWalk = keyWalk{
+		table:  "triplets",
+		key:    []string{"client", "sender", "recipient"},
+		data:   []string{"last_seen", "first_seen", "passed_at", "attempts"},
+		forget: func(ix *index, k greylist.Key) change { return change{h: ix.hash(k), deleted: true} },
 	}
-	rows, err := c.QueryContext(context.Background(), query, arg)
+	clientWalk = keyWalk{
+		table:  "clients",
+		key:    []string{"client"},
+		data:   []string{"last_seen"},
+		forget: func(_ *index, k greylist.Key) change { return change{client: k.Client, deleted: true} },
+	}
+)
+
+// windowSQL selects the next window of rows, in primary-key order: after
+// the cursor key unless first.
+func (w keyWalk) windowSQL(first bool) string {
+	cols := strings.Join(w.key, ", ")
+	q := "SELECT " + cols + ", " + strings.Join(w.data, ", ") + " FROM " + w.table
+	if !first {
+		q += " WHERE (" + cols + ") > (" + placeholders(len(w.key)) + ")"
+	}
+	return q + " ORDER BY " + cols + " LIMIT ?"
+}
+
+// deleteSQL deletes one row by its primary key.
+func (w keyWalk) deleteSQL() string {
+	return "DELETE FROM " + w.table + " WHERE (" + strings.Join(w.key, ", ") + ") = (" + placeholders(len(w.key)) + ")"
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// keyFields are k's fields that hold a table's key of n columns, and
+// keyArgs their values.
+func keyFields(k *greylist.Key, n int) []any {
+	return []any{&k.Client, &k.Sender, &k.Recipient}[:n]
+}
+
+func keyArgs(k greylist.Key, n int) []any {
+	return []any{k.Client, k.Sender, k.Recipient}[:n]
+}
+
+// walk runs w's windows, one writer transaction each, until one comes
+// back short, and adds what they deleted to st.
+func (s *Store) walk(ctx context.Context, w keyWalk, st *greylist.PurgeStats) error {
+	var cursor *greylist.Key // the last key of the previous window
+	for {
+		var win greylist.PurgeStats
+		var n int
+		var last greylist.Key
+		err := s.do(ctx, func(c *sql.Conn) error {
+			// A batch that failed runs its operations again one by one:
+			// each run counts afresh.
+			win = greylist.PurgeStats{}
+			var err error
+			n, last, err = s.window(c, w, cursor, &win)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("greylist: purge %s: %w", w.table, err)
+		}
+		st.Triplets += win.Triplets
+		st.Unverified += win.Unverified
+		st.NeverRetried += win.NeverRetried
+		st.Clients += win.Clients
+		if n < purgeBatch {
+			return nil
+		}
+		cursor = &last
+	}
+}
+
+// window reads the rows of w after cursor (from the start if nil), up to
+// purgeBatch, deletes those that go and stages their index deletions. It
+// returns how many rows it read and the last one's key.
+func (s *Store) window(c *sql.Conn, w keyWalk, cursor *greylist.Key, st *greylist.PurgeStats) (int, greylist.Key, error) {
+	ctx := context.Background()
+	var args []any
+	if cursor != nil {
+		args = keyArgs(*cursor, len(w.key))
+	}
+	var k greylist.Key
+	rows, err := c.QueryContext(ctx, w.windowSQL(cursor == nil), append(args, purgeBatch)...)
 	if err != nil {
-		return 0, err
+		return 0, k, err
 	}
 	defer rows.Close()
+	data := make([]int64, len(w.data))
+	dest := keyFields(&k, len(w.key))
+	for i := range data {
+		dest = append(dest, &data[i])
+	}
+	var gone []greylist.Key
 	n := 0
 	for rows.Next() {
-		var k greylist.Key
-		if what == "clients" {
-			if err := rows.Scan(&k.Client); err != nil {
-				return n, err
-			}
-			s.stage(change{client: k.Client, deleted: true})
-		} else {
-			var one bool
-			dest := []any{&k.Client, &k.Sender, &k.Recipient}
-			if once != nil {
-				dest = append(dest, &one)
-			}
-			if err := rows.Scan(dest...); err != nil {
-				return n, err
-			}
-			s.stage(change{h: s.ix.hash(k), deleted: true})
-			if one {
-				*once++
-			}
+		if err := rows.Scan(dest...); err != nil {
+			return n, k, err
 		}
 		n++
+		if w.goes(data, st) {
+			gone = append(gone, k)
+		}
 	}
-	return n, rows.Err()
+	if err := rows.Err(); err != nil {
+		return n, k, err
+	}
+	rows.Close()
+	if len(gone) == 0 {
+		return n, k, nil
+	}
+	del, err := c.PrepareContext(ctx, w.deleteSQL())
+	if err != nil {
+		return n, k, err
+	}
+	defer del.Close()
+	for _, g := range gone {
+		if _, err := del.ExecContext(ctx, keyArgs(g, len(w.key))...); err != nil {
+			return n, k, err
+		}
+		s.stage(w.forget(s.ix, g))
+	}
+	return n, k, nil
 }
