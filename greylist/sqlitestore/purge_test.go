@@ -1,0 +1,198 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/greymilter/greymilter/greylist"
+)
+
+const day = 24 * time.Hour
+
+// TestPurgeWalksWindows purges more triplets and clients than several
+// windows hold, with every kind of row interleaved in key order (so that
+// window boundaries fall among clients' and senders' rows), and checks
+// what went, what stayed, the counts and the index in memory.
+func TestPurgeWalksWindows(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpen(t, filepath.Join(t.TempDir(), "g.db"))
+	now := t0.Add(40 * day)
+	expired := now.Add(-testRules.MaxAge)
+	unverified := now.Add(-testRules.PurgeUnverified)
+	kinds := []struct {
+		name string
+		rec  greylist.Record
+		// goes is the count the row's purge adds to, "" if it stays.
+		goes string
+	}{
+		{"expired", greylist.Record{FirstSeen: t0, LastSeen: t0.Add(day), PassedAt: t0.Add(10 * time.Minute), Attempts: 2}, "triplets"},
+		{"expired and unverified", greylist.Record{FirstSeen: t0, LastSeen: t0.Add(day), Attempts: 1}, "triplets"},
+		{"unverified", greylist.Record{FirstSeen: now.Add(-3 * day), LastSeen: now.Add(-3*day + time.Minute), Attempts: 3}, "unverified"},
+		{"never retried", greylist.Record{FirstSeen: now.Add(-3 * day), LastSeen: now.Add(-3 * day), Attempts: 1}, "never retried"},
+		{"young", greylist.Record{FirstSeen: now.Add(-time.Hour), LastSeen: now.Add(-time.Hour), Attempts: 1}, ""},
+		{"passed", greylist.Record{FirstSeen: now.Add(-2 * day), LastSeen: now.Add(-day), PassedAt: now.Add(-2 * day).Add(10 * time.Minute), Attempts: 2}, ""},
+		{"seen at the max age", greylist.Record{FirstSeen: t0, LastSeen: expired, PassedAt: t0.Add(10 * time.Minute), Attempts: 2}, ""},
+		{"first seen at the unverified age", greylist.Record{FirstSeen: unverified, LastSeen: unverified, Attempts: 1}, ""},
+	}
+	const n = purgeBatch*3 + 7
+	kindOf := func(i int) int { return i * 5 % len(kinds) }
+	// Seven triplets a client, three a sender: keys that share a client
+	// or a sender straddle the window boundaries.
+	keyOf := func(i int) greylist.Key {
+		return greylist.Key{Client: fmt.Sprintf("192.0.2.%05d", i/7), Sender: fmt.Sprintf("s%d@example.org", i%7/3), Recipient: fmt.Sprintf("r%d@example.net", i%7)}
+	}
+	var want greylist.PurgeStats
+	triplets := make([]greylist.Triplet, n)
+	for i := range triplets {
+		k := kinds[kindOf(i)]
+		triplets[i] = greylist.Triplet{Key: keyOf(i), Record: k.rec}
+		switch k.goes {
+		case "triplets":
+			want.Triplets++
+		case "never retried":
+			want.NeverRetried++
+			fallthrough
+		case "unverified":
+			want.Unverified++
+		}
+	}
+	const nClients = purgeBatch*2 + 3
+	clients := make([]greylist.ClientEntry, nClients)
+	for i := range clients {
+		last := now.Add(-day)
+		switch i % 3 {
+		case 0:
+			last = expired.Add(-time.Millisecond)
+			want.Clients++
+		case 1:
+			last = expired
+		}
+		clients[i] = greylist.ClientEntry{Client: fmt.Sprintf("198.51.100.%05d", i), ClientRecord: greylist.ClientRecord{Passes: 1, LastSeen: last}}
+	}
+	if err := s.PutTriplets(ctx, triplets); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutClients(ctx, clients); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := s.Purge(ctx, testRules, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != want {
+		t.Errorf("purge stats %+v, want %+v", st, want)
+	}
+
+	left, err := s.List(ctx, greylist.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[greylist.Key]bool{}
+	for _, tr := range left {
+		kept[tr.Key] = true
+	}
+	for i, tr := range triplets {
+		k := kinds[kindOf(i)]
+		if kept[tr.Key] != (k.goes == "") {
+			t.Fatalf("triplet %d (%s): kept %v after the purge", i, k.name, kept[tr.Key])
+		}
+		got, found, _ := s.ix.triplet(s.ix.hash(tr.Key))
+		if found != (k.goes == "") || found && got != toMem(tr.Record) {
+			t.Fatalf("triplet %d (%s): index %v %+v after the purge", i, k.name, found, got.record())
+		}
+	}
+	if len(left) != len(kept) || len(kept) != n-want.Triplets-want.Unverified {
+		t.Errorf("%d triplets left, want %d", len(left), n-want.Triplets-want.Unverified)
+	}
+	leftClients, err := s.Clients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leftClients) != nClients-want.Clients {
+		t.Errorf("%d clients left, want %d", len(leftClients), nClients-want.Clients)
+	}
+	for i, c := range clients {
+		_, found, _ := s.ix.client(c.Client)
+		if found != (i%3 != 0) {
+			t.Fatalf("client %d (last seen %v): in the index %v after the purge", i, c.LastSeen, found)
+		}
+	}
+
+	// Decisions see what the purge left: a purged triplet starts over,
+	// a kept one goes on from its record.
+	for i, tr := range triplets {
+		k := kinds[kindOf(i)]
+		res := mustAttempt(t, s, tr.Key, now)
+		switch {
+		case k.goes != "":
+			if res.Outcome != greylist.New || res.Record.Attempts != 1 || !res.Record.FirstSeen.Equal(now) {
+				t.Fatalf("triplet %d (%s), purged: attempt %+v, want a new triplet", i, k.name, res)
+			}
+		case k.name == "passed" || k.name == "seen at the max age":
+			if res.Outcome != greylist.Known {
+				t.Fatalf("triplet %d (%s), kept: attempt %+v, want known", i, k.name, res)
+			}
+		case k.name == "young":
+			if res.Outcome != greylist.Passed || !res.Record.FirstSeen.Equal(tr.FirstSeen) {
+				t.Fatalf("triplet %d (%s), kept: attempt %+v, want passed after its first attempt", i, k.name, res)
+			}
+		}
+	}
+}
+
+// TestPurgeWindowSearchesPrimaryKey: the purge's queries go by the
+// primary key, never scanning a table for a window or sorting it, since
+// the tables have no other index (a SCAN of a million triplets for each
+// window would hold up decisions).
+func TestPurgeWindowSearchesPrimaryKey(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "g.db"))
+	db := s.r.Load()
+	for _, w := range []keyWalk{tripletWalk, clientWalk} {
+		key := keyArgs(greylist.Key{Client: "192.0.2.1", Sender: "s@example.org", Recipient: "r@example.net"}, len(w.key))
+		for _, q := range []struct {
+			name, sql, want string
+			args            []any
+		}{
+			// The first window reads the primary key from its start, in
+			// its order, and stops at the limit.
+			{"first window", w.windowSQL(true), "SCAN " + w.table, []any{purgeBatch}},
+			{"next window", w.windowSQL(false), "SEARCH " + w.table + " USING PRIMARY KEY", append(key, purgeBatch)},
+			{"delete", w.deleteSQL(), "SEARCH " + w.table + " USING PRIMARY KEY", key},
+		} {
+			plan := queryPlan(t, db, q.sql, q.args)
+			if len(plan) != 1 || !strings.HasPrefix(plan[0], q.want) ||
+				strings.HasPrefix(q.want, "SCAN") && strings.Contains(plan[0], " USING ") {
+				t.Errorf("%s, %s: query plan %q, want one step %q", w.table, q.name, plan, q.want)
+			}
+		}
+	}
+}
+
+// queryPlan is the detail of each step of query's plan.
+func queryPlan(t *testing.T, db *sql.DB, query string, args []any) []string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notUsed int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notUsed, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
