@@ -196,3 +196,116 @@ func queryPlan(t *testing.T, db *sql.DB, query string, args []any) []string {
 	}
 	return plan
 }
+
+// TestUpgradeDropsTimeIndexes: a database of the schema before the
+// indexes on times were dropped opens, keeps its rows, and is left with
+// no index on triplets and clients but their primary keys.
+func TestUpgradeDropsTimeIndexes(t *testing.T) {
+	const oldVersion = 5 // the migrations before the one that drops them
+	if !strings.Contains(migrations[oldVersion], "DROP INDEX IF EXISTS triplets_last_seen") {
+		t.Fatalf("migration %d is not the one that drops the indexes", oldVersion+1)
+	}
+	path := filepath.Join(t.TempDir(), "g.db")
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations[:oldVersion] {
+		if _, err := db.Exec(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", oldVersion)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(timeIndexes(t, db)); n != 3 {
+		t.Fatalf("the old schema has %d indexes on triplets and clients, want 3", n)
+	}
+	const n = 300
+	var triplets []greylist.Triplet
+	for i := range n {
+		tr := greylist.Triplet{Key: key(i), Record: greylist.Record{FirstSeen: t0.Add(time.Duration(i) * time.Second), LastSeen: t0.Add(time.Hour), Attempts: 1 + i%3}}
+		if i%2 == 0 {
+			tr.PassedAt = t0.Add(30 * time.Minute)
+		}
+		triplets = append(triplets, tr)
+		if _, err := db.Exec(`INSERT INTO triplets VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			tr.Client, tr.Sender, tr.Recipient, ms(tr.FirstSeen), ms(tr.LastSeen), ms(tr.PassedAt), tr.Attempts); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`INSERT INTO clients VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET passes = passes + 1`, tr.Client, 1, ms(tr.LastSeen)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := mustOpen(t, path)
+	<-s.fillDone
+	var version int
+	if err := s.r.Load().QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != len(migrations) {
+		t.Fatalf("schema version %d (%v) after opening, want %d", version, err, len(migrations))
+	}
+	if left := timeIndexes(t, s.r.Load()); len(left) != 0 {
+		t.Errorf("indexes left on triplets and clients: %q", left)
+	}
+	got, err := s.List(context.Background(), greylist.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d triplets after the upgrade, want %d", len(got), n)
+	}
+	stored := map[greylist.Key]greylist.Record{}
+	for _, tr := range got {
+		stored[tr.Key] = tr.Record
+	}
+	passes := map[string]int{}
+	for _, tr := range triplets {
+		passes[tr.Client]++
+		if rec := stored[tr.Key]; !rec.FirstSeen.Equal(tr.FirstSeen) || !rec.LastSeen.Equal(tr.LastSeen) || !rec.PassedAt.Equal(tr.PassedAt) || rec.Attempts != tr.Attempts {
+			t.Fatalf("triplet %v after the upgrade: %+v, want %+v", tr.Key, rec, tr.Record)
+		}
+		rec, found, _ := s.ix.triplet(s.ix.hash(tr.Key))
+		if !found || rec != toMem(tr.Record) {
+			t.Fatalf("triplet %v after the upgrade: %v %+v, want %+v", tr.Key, found, rec.record(), tr.Record)
+		}
+	}
+	clients, err := s.Clients(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(clients) != len(passes) {
+		t.Errorf("%d clients after the upgrade, want %d", len(clients), len(passes))
+	}
+	for _, c := range clients {
+		if c.Passes != passes[c.Client] || !c.LastSeen.Equal(t0.Add(time.Hour)) {
+			t.Errorf("client %+v after the upgrade, want %d passes", c, passes[c.Client])
+		}
+	}
+}
+
+// timeIndexes names the indexes on triplets and clients: a WITHOUT ROWID
+// table's primary key is the table itself, so there are none but those
+// created.
+func timeIndexes(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name IN ('triplets', 'clients')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
