@@ -309,3 +309,68 @@ func timeIndexes(t *testing.T, db *sql.DB) []string {
 	}
 	return names
 }
+
+// BenchmarkPurgeWindow times one window of the purge over triplets, its
+// transaction included: how long decisions queued behind it wait. In
+// "keep" every row stays (a purge's usual window); in "delete" every row
+// goes, and the store is refilled between windows.
+func BenchmarkPurgeWindow(b *testing.B) {
+	ctx := context.Background()
+	now := t0.Add(time.Hour)
+	fill := func(s *Store, first, n int, rec greylist.Record) {
+		ts := make([]greylist.Triplet, n)
+		for i := range ts {
+			ts[i] = greylist.Triplet{Key: key(first + i), Record: rec}
+		}
+		if err := s.PutTriplets(ctx, ts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	live := greylist.Record{FirstSeen: t0, LastSeen: now, PassedAt: t0.Add(10 * time.Minute), Attempts: 2}
+	gone := greylist.Record{FirstSeen: t0, LastSeen: t0, Attempts: 1}
+	walk := tripletWalk
+	walk.goes = func(d []int64, st *greylist.PurgeStats) bool { return d[0] < ms(now) }
+	run := func(b *testing.B, s *Store) int {
+		var n int
+		err := s.do(ctx, func(c *sql.Conn) error {
+			var err error
+			n, _, err = s.window(c, walk, nil, &greylist.PurgeStats{})
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	b.Run("keep", func(b *testing.B) {
+		s, err := Open(filepath.Join(b.TempDir(), "g.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		fill(s, 0, purgeBatch*5, live)
+		b.ResetTimer()
+		for b.Loop() {
+			if n := run(b, s); n != purgeBatch {
+				b.Fatalf("window of %d rows, want %d", n, purgeBatch)
+			}
+		}
+	})
+	b.Run("delete", func(b *testing.B) {
+		s, err := Open(filepath.Join(b.TempDir(), "g.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			fill(s, i, purgeBatch, gone)
+			i += purgeBatch
+			b.StartTimer()
+			if n := run(b, s); n != purgeBatch {
+				b.Fatalf("window of %d rows, want %d", n, purgeBatch)
+			}
+		}
+	})
+}
