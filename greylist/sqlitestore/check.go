@@ -151,7 +151,7 @@ func salvageFrom(c *sql.Conn, src string, log *slog.Logger) error {
 	var kept []any
 	for _, t := range tables {
 		n := strings.Count(t.cols, ",") + 1
-		ins := fmt.Sprintf("INSERT OR IGNORE INTO %s (%s) VALUES (?%s)", t.name, t.cols, strings.Repeat(", ?", n-1))
+		ins := fmt.Sprintf("INSERT OR IGNORE INTO %s (%s) VALUES (%s)", t.name, t.cols, placeholders(n))
 		var lost error
 		for _, order := range []string{"ASC", "DESC"} {
 			keys := strings.ReplaceAll(t.key, ",", " "+order+",") + " " + order
