@@ -125,6 +125,7 @@ func (w keyWalk) deleteSQL() string {
 	return "DELETE FROM " + w.table + " WHERE (" + strings.Join(w.key, ", ") + ") = (" + placeholders(len(w.key)) + ")"
 }
 
+// placeholders is n "?" parameters, separated by commas.
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
