@@ -343,10 +343,12 @@ done
 million_lines=()
 if [ "$MILLION" -gt 0 ]; then
 	c=8
-	seeded=$CACHE/store-$MILLION.db
+	# The seeded store is kept per schema: a store of an older schema
+	# would be upgraded at every start, and its start-up time with it.
+	seeded=$CACHE/store-$MILLION-$(sha1sum greylist/sqlitestore/schema.go | cut -c1-12).db
 	if [ ! -s "$seeded" ]; then
 		echo "bench: seeding $MILLION triplets (kept in $seeded for the next runs)"
-		rm -f "$seeded" "$seeded"-*
+		rm -f "$CACHE/store-$MILLION".db* "$CACHE/store-$MILLION"-*.db*
 		"$BIN/seed" --db "$seeded.tmp" --live $((MILLION / 2)) --expired $((MILLION - MILLION / 2))
 		mv "$seeded.tmp" "$seeded"
 	fi
