@@ -45,6 +45,7 @@ func OpenWith(path string, o Options) (*Store, error) {
 		ops:     make(chan *op, 4*maxBatch),
 		touch:   make(chan touchOp, 4096),
 		control: make(chan func()),
+		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}

@@ -34,9 +34,17 @@ type Store struct {
 	ops     chan *op
 	touch   chan touchOp
 	control chan func() // run by the writer between batches
+	wake    chan struct{}   // tells the writer a fault episode began in runAlone
 	quit    chan struct{}
 	done    chan struct{}
 
+	// writing is held by whoever runs a batch: the writer goroutine, or a
+	// caller that found it idle (runAlone). It guards the writer's state:
+	// wc and its statements, health, pending and the overlays.
+	writing sync.Mutex
+	// lastBatch is the size of the writer's last batch: above one, the
+	// load is for the writer to batch.
+	lastBatch atomic.Int32
 	// health is the record of write faults, kept by the writer.
 	health health
 	// salvage is a damaged database moved aside by --db-recover, whose

@@ -32,25 +32,71 @@ func (s *Store) writer() {
 	wait := time.NewTimer(groupWait)
 	wait.Stop()
 	for {
+		s.writing.Lock()
+		retry := s.retryTimer()
+		s.writing.Unlock()
 		select {
 		case o := <-s.ops:
 			batch = append(batch[:0], o)
 		case t := <-s.touch:
 			batch = append(batch[:0], s.touchOp(t))
 		case fn := <-s.control:
+			s.writing.Lock()
 			fn()
+			s.writing.Unlock()
 			continue
-		case <-s.retryTimer():
+		case <-retry:
+			s.writing.Lock()
 			s.retry()
+			s.writing.Unlock()
 			continue
+		case <-s.wake:
+			continue // a batch run by a caller started a fault episode
 		case <-s.quit:
+			s.writing.Lock()
 			s.drain()
+			s.writing.Unlock()
 			return
 		}
+		s.writing.Lock()
 		batch = s.gather(batch, last, wait, groupWait)
 		last = len(batch)
+		s.lastBatch.Store(int32(last))
 		s.commit(batch)
+		s.writing.Unlock()
 	}
+}
+
+// queued tells whether operations wait for the writer: those come first
+// (a touch queued before a purge is purged with its new time).
+func (s *Store) queued() bool { return len(s.ops) > 0 || len(s.touch) > 0 }
+
+// runAlone commits o at once in the calling goroutine if the writer is
+// idle and nothing is queued, and reports whether it did. A lone decision
+// (concurrency 1, or a quiet moment) then costs no hand-over to the
+// writer goroutine and back, two wake-ups of a parked thread. Under load
+// the writer is busy or operations are queued, and they go to it, to be
+// committed together: once the writer's last batch held more than one,
+// callers leave the writing to it until the load falls back to one at a
+// time. During a fault episode every write goes to the writer, which
+// keeps the retry schedule.
+func (s *Store) runAlone(o *op) bool {
+	if s.lastBatch.Load() > 1 || s.queued() || !s.writing.TryLock() {
+		return false
+	}
+	defer s.writing.Unlock()
+	if s.health.cause != nil || s.queued() {
+		return false
+	}
+	s.commit([]*op{o})
+	if s.health.cause != nil {
+		// The writer must learn of the episode to retry on schedule.
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
 }
 
 // drain runs what was queued before Close.
@@ -262,6 +308,10 @@ func (s *Store) do(ctx context.Context, fn func(c *sql.Conn) error) error {
 	if s.closed {
 		s.mu.RUnlock()
 		return greylist.ErrClosed
+	}
+	if s.runAlone(o) {
+		s.mu.RUnlock()
+		return <-o.err
 	}
 	// The queue has room nearly always: only a full one waits on ctx,
 	// whose Done may cost a timer.
