@@ -19,10 +19,11 @@ import (
 
 // Store is a greylist.Store in an SQLite database file (or in memory).
 //
-// Every write goes through one goroutine that owns the only writing
-// connection. It takes all the operations waiting and runs them in one
-// transaction (group commit), so that many concurrent decisions cost one
-// commit. The database runs in WAL mode with synchronous=NORMAL: a
+// Every write goes through one writing connection, used by one goroutine
+// at a time. The writer goroutine takes all the operations waiting and
+// runs them in one transaction (group commit), so that many concurrent
+// decisions cost one commit; a lone write finding it idle commits in its
+// own goroutine instead (runAlone). The database runs in WAL mode with synchronous=NORMAL: a
 // committed transaction survives the process being killed.
 type Store struct {
 	path string
@@ -45,6 +46,9 @@ type Store struct {
 	// lastBatch is the size of the writer's last batch: above one, the
 	// load is for the writer to batch.
 	lastBatch atomic.Int32
+	// handed counts the operations handed to the writer goroutine and not
+	// answered yet (touches included); runAlone waits its turn behind them.
+	handed atomic.Int64
 	// health is the record of write faults, kept by the writer.
 	health health
 	// salvage is a damaged database moved aside by --db-recover, whose
@@ -263,14 +267,16 @@ func (s *Store) Touch(key greylist.Key, now time.Time) {
 	if s.closed {
 		return
 	}
+	s.handed.Add(1)
 	select {
 	case s.touch <- touchOp{key, now}:
 	default:
+		s.handed.Add(-1)
 	}
 }
 
 func (s *Store) touchOp(t touchOp) *op {
-	return &op{run: func(*sql.Conn) error {
+	return &op{handed: &s.handed, run: func(*sql.Conn) error {
 		now := ms(t.now)
 		var first, last, passed int64
 		var attempts int32

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/greymilter/greymilter/internal/loglevel"
@@ -22,6 +23,9 @@ type op struct {
 	run func(c *sql.Conn) error
 	err chan error // nil for fire-and-forget operations
 	ctx context.Context
+	// handed, for an operation handed to the writer goroutine, is the
+	// store's count of those not answered yet (Store.handed).
+	handed *atomic.Int64
 }
 
 // writer runs every write, batching what is queued into one transaction.
@@ -67,9 +71,10 @@ func (s *Store) writer() {
 	}
 }
 
-// queued tells whether operations wait for the writer: those come first
-// (a touch queued before a purge is purged with its new time).
-func (s *Store) queued() bool { return len(s.ops) > 0 || len(s.touch) > 0 }
+// queued tells whether operations handed to the writer are not answered
+// yet: those come first (a touch made before a purge is purged with its
+// new time), so a write cannot run alone past them.
+func (s *Store) queued() bool { return s.handed.Load() > 0 }
 
 // runAlone commits o at once in the calling goroutine if the writer is
 // idle and nothing is queued, and reports whether it did. A lone decision
@@ -296,6 +301,9 @@ func (s *Store) stage(c change) {
 }
 
 func (o *op) reply(err error) {
+	if o.handed != nil {
+		o.handed.Add(-1)
+	}
 	if o.err != nil {
 		o.err <- err
 	}
@@ -315,6 +323,8 @@ func (s *Store) do(ctx context.Context, fn func(c *sql.Conn) error) error {
 	}
 	// The queue has room nearly always: only a full one waits on ctx,
 	// whose Done may cost a timer.
+	o.handed = &s.handed
+	s.handed.Add(1)
 	select {
 	case s.ops <- o:
 		s.mu.RUnlock()
@@ -323,6 +333,7 @@ func (s *Store) do(ctx context.Context, fn func(c *sql.Conn) error) error {
 		case s.ops <- o:
 			s.mu.RUnlock()
 		case <-ctx.Done():
+			s.handed.Add(-1)
 			s.mu.RUnlock()
 			return ctx.Err()
 		}
