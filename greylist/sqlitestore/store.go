@@ -34,8 +34,8 @@ type Store struct {
 	r       atomic.Pointer[sql.DB] // readers of a file database; nil for :memory:
 	ops     chan *op
 	touch   chan touchOp
-	control chan func() // run by the writer between batches
-	wake    chan struct{}   // tells the writer a fault episode began in runAlone
+	control chan func()   // run by the writer between batches
+	wake    chan struct{} // tells the writer a fault episode began in runAlone
 	quit    chan struct{}
 	done    chan struct{}
 
