@@ -262,7 +262,10 @@ for c in $CONCURRENCY; do
 	# The same null milter behind greymilter's connection wrapper (buffered
 	# reads, no answers at connect, HELO and MAIL): what the wrapper gives
 	# or costs, apart from greymilter's engine. greymilter's "of wrapped
-	# null" is its engine's share, on the same protocol.
+	# null" is its engine's share, on the same protocol. greyload times
+	# the RCPT's round trip: with no answers at connect, HELO and MAIL, the
+	# RCPT's wait also covers the server's work on those three, so
+	# greymilter's milter latencies compare with the wrapped null's.
 	p=$(free_port)
 	start nullmilter-wrapped "$p" "$BIN/nullmilter" --wrapped -s "inet:127.0.0.1:$p"
 	load nullmilter-wrapped milter "inet:127.0.0.1:$p" pass "$c"
@@ -421,7 +424,7 @@ jq -r -s '
 	def pct($a; $b): if $b and $b > 0 then "\(100 * $a / $b | round)%" else "-" end;
 	def times($a; $b): if $b and $b > 0 then "\($a / $b * 10 | round / 10)x" else "-" end;
 	map(select(.server | test("empty|million|purge|profiled") | not)) as $rows
-	| (["protocol", "server", "c", "decisions/s", "of null", "of wrapped null", "p50 ms", "p99 ms", "p99 vs null", "x peer", "RSS MB", "errors", "mismatches", "cores srv/load/other"]),
+	| (["protocol", "server", "c", "decisions/s", "of null", "of wrapped null", "p50 ms", "p99 ms", "p99 vs null", "p99 vs wrapped null", "x peer", "RSS MB", "errors", "mismatches", "cores srv/load/other"]),
 	  ($rows | sort_by(.proto, .concurrency)[] | . as $r
 	   | ($rows | null_of($r)) as $n
 	   | ($rows | peer_of($r)) as $peer
@@ -431,6 +434,7 @@ jq -r -s '
 	      (if (.server | test("^greymilter")) and .proto == "milter" then pct(.decisions_per_s; $w.decisions_per_s) else "-" end),
 	      .p50_ms, .p99_ms,
 	      (if .server == "null\(.proto)" then "-" else times(.p99_ms; $n.p99_ms) end),
+	      (if (.server | test("^greymilter")) and .proto == "milter" then times(.p99_ms; $w.p99_ms) else "-" end),
 	      (if (.server | test("^greymilter")) then times(.decisions_per_s; $peer.decisions_per_s) else "-" end),
 	      (.rss_kb / 1024 | round), .errors, .mismatches, "\(.server_cores)/\(.client_cores)/\(.other_cores)"])
 	| @tsv' "$RESULTS" | column -t -s $'\t'
