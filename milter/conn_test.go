@@ -1,15 +1,19 @@
 package milter
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
+
+	"github.com/greymilter/greymilter/engine"
 )
 
 // closedWithin fails the test unless the server closes c within d.
@@ -296,5 +300,54 @@ func TestQuitNewConnectionKeepsTheConnection(t *testing.T) {
 	m.send('K')
 	if got := m.session("192.0.2.2", "carol@example.org", "dave@example.net"); !strings.HasPrefix(got, "451 ") {
 		t.Fatalf("second session's RCPT: %q", got)
+	}
+}
+
+// recordingDecider defers every recipient and keeps the requests.
+type recordingDecider struct{ reqs chan engine.Request }
+
+func (d recordingDecider) Decide(_ context.Context, r *engine.Request) engine.Verdict {
+	d.reqs <- *r
+	return engine.Verdict{Action: engine.Defer, Reason: "test"}
+}
+
+func TestQuitNewConnectionForgetsTheLastHelo(t *testing.T) {
+	d := recordingDecider{reqs: make(chan engine.Request, 2)}
+	srv := New(Config{Decider: d, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(context.Background(), ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := rawMTA{t: t, c: c}
+	m.send('O', "\x00\x00\x00\x02\x00\x00\x00\x01\x00\x00\x00\x00")
+	m.read()
+	connect := func(client string) {
+		m.send('C', "mail.example.org\x00", "4", "\x00\x19", client+"\x00")
+		m.read()
+	}
+	connect("192.0.2.1")
+	m.send('H', "first.example.org\x00")
+	m.read()
+	m.send('M', "<alice@example.org>\x00")
+	m.read()
+	m.send('R', "<bob@example.net>\x00")
+	m.read()
+	m.send('K')
+	// The next SMTP session on the connection says no HELO.
+	connect("192.0.2.2")
+	m.send('M', "<carol@example.org>\x00")
+	m.read()
+	m.send('R', "<dave@example.net>\x00")
+	m.read()
+	first, second := <-d.reqs, <-d.reqs
+	if first.Helo != "first.example.org" || second.Helo != "" || second.ClientAddr.String() != "192.0.2.2" {
+		t.Fatalf("requests: first HELO %q; second HELO %q from %v, want no HELO from 192.0.2.2", first.Helo, second.Helo, second.ClientAddr)
 	}
 }

@@ -203,6 +203,9 @@ func (s *session) Connect(host string, family string, port uint16, addr net.IP, 
 		}
 	}
 	s.name, s.claimed = clientName(host), ""
+	// A connection may carry several SMTP sessions (SMFIC_QUIT_NC): the
+	// last one's HELO is not this one's.
+	s.helo = ""
 	s.postfix = strings.HasPrefix(m.Macros["v"], "Postfix")
 	s.tls = engine.TLSClient{}
 	if !nameVerified(m.Macros) {
