@@ -3,7 +3,9 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -18,44 +20,28 @@ const purgeBatch = 2000
 
 // Purge implements Store. Triplets and clients have no index on their
 // times (schema.go says why), so the purge walks each table by primary
-// key, a window of rows per writer transaction, and decides in Go which
-// rows go: one walk over the triplets applies both max-age and the purge
-// of unverified triplets.
+// key, a window of purgeBatch rows per writer transaction, and deletes the
+// window's rows that go with one statement: SQLite reads the window, and
+// only the rows deleted come back, for the index in memory and the
+// counts. One walk over the triplets applies both max-age and the purge of
+// unverified triplets.
 func (s *Store) Purge(ctx context.Context, rules greylist.Rules, now time.Time) (greylist.PurgeStats, error) {
 	var st greylist.PurgeStats
-	expired := ms(now.Add(-rules.MaxAge))
-	unverified := ms(now.Add(-rules.PurgeUnverified))
+	// A rule that is off has a cut-off no time is before.
+	expired, unverified := int64(math.MinInt64), int64(math.MinInt64)
+	if rules.MaxAge > 0 {
+		expired = ms(now.Add(-rules.MaxAge))
+	}
+	if rules.PurgeUnverified > 0 {
+		unverified = ms(now.Add(-rules.PurgeUnverified))
+	}
 	if rules.MaxAge > 0 || rules.PurgeUnverified > 0 {
-		triplets := tripletWalk
-		triplets.goes = func(d []int64, st *greylist.PurgeStats) bool {
-			last, first, passed, attempts := d[0], d[1], d[2], d[3]
-			switch {
-			case rules.MaxAge > 0 && last < expired:
-				st.Triplets++
-			case rules.PurgeUnverified > 0 && passed == 0 && first < unverified:
-				st.Unverified++
-				if attempts == 1 {
-					st.NeverRetried++
-				}
-			default:
-				return false
-			}
-			return true
-		}
-		if err := s.walk(ctx, triplets, &st); err != nil {
+		if err := s.walk(ctx, tripletWalk(expired, unverified), &st); err != nil {
 			return st, err
 		}
 	}
 	if rules.MaxAge > 0 {
-		clients := clientWalk
-		clients.goes = func(d []int64, st *greylist.PurgeStats) bool {
-			if d[0] >= expired {
-				return false
-			}
-			st.Clients++
-			return true
-		}
-		if err := s.walk(ctx, clients, &st); err != nil {
+		if err := s.walk(ctx, clientWalk(expired), &st); err != nil {
 			return st, err
 		}
 	}
@@ -86,43 +72,84 @@ type keyWalk struct {
 	// key are the primary key's columns, which fill a greylist.Key's
 	// Client, Sender and Recipient in that order.
 	key []string
-	// data are the integer columns that goes reads, in this order.
-	data []string
-	// goes tells whether a row goes, and counts it in st if so.
-	goes func(data []int64, st *greylist.PurgeStats) bool
+	// goes is the SQL condition of a row that goes, with its arguments.
+	goes     string
+	goesArgs []any
+	// flags are the boolean SQL expressions a deleted row returns after
+	// its key, with their arguments; count counts the row in st by them.
+	flags     []string
+	flagsArgs []any
+	count     func(flags []bool, st *greylist.PurgeStats)
 	// forget is the index change of a deleted row.
 	forget func(ix *index, k greylist.Key) change
 }
 
-var (
-	tripletWalk = keyWalk{
-		table:  "triplets",
-		key:    []string{"client", "sender", "recipient"},
-		data:   []string{"last_seen", "first_seen", "passed_at", "attempts"},
+// tripletWalk purges the triplets last seen before expired, and the
+// unverified ones first seen before unverified (counted apart when not
+// expired as well).
+func tripletWalk(expired, unverified int64) keyWalk {
+	return keyWalk{
+		table:     "triplets",
+		key:       []string{"client", "sender", "recipient"},
+		goes:      "(last_seen < ? OR (passed_at = 0 AND first_seen < ?))",
+		goesArgs:  []any{expired, unverified},
+		flags:     []string{"last_seen < ?", "attempts = 1"},
+		flagsArgs: []any{expired},
+		count: func(f []bool, st *greylist.PurgeStats) {
+			switch expiredRow, once := f[0], f[1]; {
+			case expiredRow:
+				st.Triplets++
+			case once:
+				st.Unverified++
+				st.NeverRetried++
+			default:
+				st.Unverified++
+			}
+		},
 		forget: func(ix *index, k greylist.Key) change { return change{h: ix.hash(k), deleted: true} },
 	}
-	clientWalk = keyWalk{
-		table:  "clients",
-		key:    []string{"client"},
-		data:   []string{"last_seen"},
-		forget: func(_ *index, k greylist.Key) change { return change{client: k.Client, deleted: true} },
-	}
-)
+}
 
-// windowSQL selects the next window of rows, in primary-key order: after
-// the cursor key unless first.
-func (w keyWalk) windowSQL(first bool) string {
+// clientWalk purges the clients last seen before expired.
+func clientWalk(expired int64) keyWalk {
+	return keyWalk{
+		table:    "clients",
+		key:      []string{"client"},
+		goes:     "last_seen < ?",
+		goesArgs: []any{expired},
+		count:    func(_ []bool, st *greylist.PurgeStats) { st.Clients++ },
+		forget:   func(_ *index, k greylist.Key) change { return change{client: k.Client, deleted: true} },
+	}
+}
+
+// endSQL selects the last key of the window that follows the cursor (or
+// starts the table, if first): purgeBatch rows on, in key order.
+func (w keyWalk) endSQL(first bool) string {
 	cols := strings.Join(w.key, ", ")
-	q := "SELECT " + cols + ", " + strings.Join(w.data, ", ") + " FROM " + w.table
+	q := "SELECT " + cols + " FROM " + w.table
 	if !first {
 		q += " WHERE (" + cols + ") > (" + placeholders(len(w.key)) + ")"
 	}
-	return q + " ORDER BY " + cols + " LIMIT ?"
+	return q + " ORDER BY " + cols + " LIMIT 1 OFFSET ?"
 }
 
-// deleteSQL deletes one row by its primary key.
-func (w keyWalk) deleteSQL() string {
-	return "DELETE FROM " + w.table + " WHERE (" + strings.Join(w.key, ", ") + ") = (" + placeholders(len(w.key)) + ")"
+// purgeSQL deletes the rows that go between the cursor (excluded; unless
+// first) and the window's end key (included; unless last), returning
+// their keys and flags.
+func (w keyWalk) purgeSQL(first, last bool) string {
+	cols := strings.Join(w.key, ", ")
+	q := "DELETE FROM " + w.table + " WHERE " + w.goes
+	if !first {
+		q += " AND (" + cols + ") > (" + placeholders(len(w.key)) + ")"
+	}
+	if !last {
+		q += " AND (" + cols + ") <= (" + placeholders(len(w.key)) + ")"
+	}
+	q += " RETURNING " + cols
+	for _, f := range w.flags {
+		q += ", " + f
+	}
+	return q
 }
 
 // placeholders is n "?" parameters, separated by commas.
@@ -140,20 +167,20 @@ func keyArgs(k greylist.Key, n int) []any {
 	return []any{k.Client, k.Sender, k.Recipient}[:n]
 }
 
-// walk runs w's windows, one writer transaction each, until one comes
-// back short, and adds what they deleted to st.
+// walk runs w's windows, one writer transaction each, until the end of
+// the table, and adds what they deleted to st.
 func (s *Store) walk(ctx context.Context, w keyWalk, st *greylist.PurgeStats) error {
-	var cursor *greylist.Key // the last key of the previous window
+	var cursor *greylist.Key // the end key of the previous window
 	for {
 		var win greylist.PurgeStats
-		var n int
-		var last greylist.Key
+		var more bool
+		var end greylist.Key
 		err := s.do(ctx, func(c *sql.Conn) error {
 			// A batch that failed runs its operations again one by one:
 			// each run counts afresh.
 			win = greylist.PurgeStats{}
 			var err error
-			n, last, err = s.window(c, w, cursor, &win)
+			more, end, err = s.window(c, w, cursor, &win)
 			return err
 		})
 		if err != nil {
@@ -163,61 +190,53 @@ func (s *Store) walk(ctx context.Context, w keyWalk, st *greylist.PurgeStats) er
 		st.Unverified += win.Unverified
 		st.NeverRetried += win.NeverRetried
 		st.Clients += win.Clients
-		if n < purgeBatch {
+		if !more {
 			return nil
 		}
-		cursor = &last
+		cursor = &end
 	}
 }
 
-// window reads the rows of w after cursor (from the start if nil), up to
-// purgeBatch, deletes those that go and stages their index deletions. It
-// returns how many rows it read and the last one's key.
-func (s *Store) window(c *sql.Conn, w keyWalk, cursor *greylist.Key, st *greylist.PurgeStats) (int, greylist.Key, error) {
+// window deletes the rows of w that go among the purgeBatch rows after
+// cursor (from the start if nil) and stages their index deletions. It
+// reports whether rows follow the window, and its end key.
+func (s *Store) window(c *sql.Conn, w keyWalk, cursor *greylist.Key, st *greylist.PurgeStats) (more bool, end greylist.Key, err error) {
 	ctx := context.Background()
-	var args []any
+	n := len(w.key)
+	var after []any
 	if cursor != nil {
-		args = keyArgs(*cursor, len(w.key))
+		after = keyArgs(*cursor, n)
 	}
-	var k greylist.Key
-	rows, err := c.QueryContext(ctx, w.windowSQL(cursor == nil), append(args, purgeBatch)...)
+	err = c.QueryRowContext(ctx, w.endSQL(cursor == nil), append(after, purgeBatch-1)...).Scan(keyFields(&end, n)...)
+	switch {
+	case err == nil:
+		more = true
+	case errors.Is(err, sql.ErrNoRows):
+		// The table ends within this window.
+	default:
+		return false, end, err
+	}
+	args := append(append([]any(nil), w.goesArgs...), after...)
+	if more {
+		args = append(args, keyArgs(end, n)...)
+	}
+	rows, err := c.QueryContext(ctx, w.purgeSQL(cursor == nil, !more), append(args, w.flagsArgs...)...)
 	if err != nil {
-		return 0, k, err
+		return false, end, err
 	}
 	defer rows.Close()
-	data := make([]int64, len(w.data))
-	dest := keyFields(&k, len(w.key))
-	for i := range data {
-		dest = append(dest, &data[i])
+	var k greylist.Key
+	flags := make([]bool, len(w.flags))
+	dest := keyFields(&k, n)
+	for i := range flags {
+		dest = append(dest, &flags[i])
 	}
-	var gone []greylist.Key
-	n := 0
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
-			return n, k, err
+			return false, end, err
 		}
-		n++
-		if w.goes(data, st) {
-			gone = append(gone, k)
-		}
+		w.count(flags, st)
+		s.stage(w.forget(s.ix, k))
 	}
-	if err := rows.Err(); err != nil {
-		return n, k, err
-	}
-	rows.Close()
-	if len(gone) == 0 {
-		return n, k, nil
-	}
-	del, err := c.PrepareContext(ctx, w.deleteSQL())
-	if err != nil {
-		return n, k, err
-	}
-	defer del.Close()
-	for _, g := range gone {
-		if _, err := del.ExecContext(ctx, keyArgs(g, len(w.key))...); err != nil {
-			return n, k, err
-		}
-		s.stage(w.forget(s.ix, g))
-	}
-	return n, k, nil
+	return more, end, rows.Err()
 }

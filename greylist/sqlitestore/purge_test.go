@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -153,17 +154,23 @@ func TestPurgeWalksWindows(t *testing.T) {
 func TestPurgeWindowSearchesPrimaryKey(t *testing.T) {
 	s := mustOpen(t, filepath.Join(t.TempDir(), "g.db"))
 	db := s.r.Load()
-	for _, w := range []keyWalk{tripletWalk, clientWalk} {
+	for _, w := range []keyWalk{tripletWalk(1, 2), clientWalk(1)} {
 		key := keyArgs(greylist.Key{Client: "192.0.2.1", Sender: "s@example.org", Recipient: "r@example.net"}, len(w.key))
+		between := append(append([]any(nil), key...), key...)
+		with := func(keys ...any) []any {
+			return append(append(append([]any(nil), w.goesArgs...), keys...), w.flagsArgs...)
+		}
 		for _, q := range []struct {
 			name, sql, want string
 			args            []any
 		}{
-			// The first window reads the primary key from its start, in
-			// its order, and stops at the limit.
-			{"first window", w.windowSQL(true), "SCAN " + w.table, []any{purgeBatch}},
-			{"next window", w.windowSQL(false), "SEARCH " + w.table + " USING PRIMARY KEY", append(key, purgeBatch)},
-			{"delete", w.deleteSQL(), "SEARCH " + w.table + " USING PRIMARY KEY", key},
+			// The first window's end is found reading the primary key
+			// from its start, in its order, up to the offset.
+			{"first window's end", w.endSQL(true), "SCAN " + w.table, []any{purgeBatch - 1}},
+			{"next window's end", w.endSQL(false), "SEARCH " + w.table + " USING PRIMARY KEY", append(key, purgeBatch-1)},
+			{"first window", w.purgeSQL(true, false), "SEARCH " + w.table + " USING PRIMARY KEY", with(key...)},
+			{"middle window", w.purgeSQL(false, false), "SEARCH " + w.table + " USING PRIMARY KEY", with(between...)},
+			{"last window", w.purgeSQL(false, true), "SEARCH " + w.table + " USING PRIMARY KEY", with(key...)},
 		} {
 			plan := queryPlan(t, db, q.sql, q.args)
 			if len(plan) != 1 || !strings.HasPrefix(plan[0], q.want) ||
@@ -328,19 +335,22 @@ func BenchmarkPurgeWindow(b *testing.B) {
 	}
 	live := greylist.Record{FirstSeen: t0, LastSeen: now, PassedAt: t0.Add(10 * time.Minute), Attempts: 2}
 	gone := greylist.Record{FirstSeen: t0, LastSeen: t0, Attempts: 1}
-	walk := tripletWalk
-	walk.goes = func(d []int64, st *greylist.PurgeStats) bool { return d[0] < ms(now) }
+	walk := tripletWalk(ms(now), math.MinInt64)
 	run := func(b *testing.B, s *Store) int {
-		var n int
+		var more bool
+		st := greylist.PurgeStats{}
 		err := s.do(ctx, func(c *sql.Conn) error {
 			var err error
-			n, _, err = s.window(c, walk, nil, &greylist.PurgeStats{})
+			more, _, err = s.window(c, walk, nil, &st)
 			return err
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
-		return n
+		if !more {
+			b.Fatal("the first window ended the table")
+		}
+		return st.Triplets
 	}
 	b.Run("keep", func(b *testing.B) {
 		s, err := Open(filepath.Join(b.TempDir(), "g.db"))
@@ -351,8 +361,8 @@ func BenchmarkPurgeWindow(b *testing.B) {
 		fill(s, 0, purgeBatch*5, live)
 		b.ResetTimer()
 		for b.Loop() {
-			if n := run(b, s); n != purgeBatch {
-				b.Fatalf("window of %d rows, want %d", n, purgeBatch)
+			if n := run(b, s); n != 0 {
+				b.Fatalf("%d rows of live triplets purged", n)
 			}
 		}
 	})
@@ -369,7 +379,7 @@ func BenchmarkPurgeWindow(b *testing.B) {
 			i += purgeBatch
 			b.StartTimer()
 			if n := run(b, s); n != purgeBatch {
-				b.Fatalf("window of %d rows, want %d", n, purgeBatch)
+				b.Fatalf("%d rows purged of a window of %d expired triplets", n, purgeBatch)
 			}
 		}
 	})
