@@ -258,6 +258,22 @@ func (m rawMTA) read() (byte, []byte) {
 	return body[0], body[1:]
 }
 
+// negotiate offers the milter protocol version and flags, with the
+// action of adding headers, and returns the version and flags answered.
+func (m rawMTA) negotiate(version, protocol uint32) (uint32, uint32) {
+	m.t.Helper()
+	var offer []byte
+	for _, v := range []uint32{version, uint32(gomilter.OptAddHeader), protocol} {
+		offer = binary.BigEndian.AppendUint32(offer, v)
+	}
+	m.send('O', string(offer))
+	code, data := m.read()
+	if code != 'O' || len(data) < 12 {
+		m.t.Fatalf("negotiation answer %q %q", code, data)
+	}
+	return binary.BigEndian.Uint32(data), binary.BigEndian.Uint32(data[8:])
+}
+
 // session sends one SMTP session's connect, HELO, MAIL and RCPT, as an MTA
 // that expects no answer but RCPT's, and returns that answer.
 func (m rawMTA) session(client, sender, rcpt string) string {
@@ -281,16 +297,7 @@ func TestQuitNewConnectionKeepsTheConnection(t *testing.T) {
 	}
 	defer c.Close()
 	m := rawMTA{t: t, c: c}
-	var offer []byte
-	for _, v := range []uint32{6, uint32(gomilter.OptAddHeader), uint32(noReplyMTA)} {
-		offer = binary.BigEndian.AppendUint32(offer, v)
-	}
-	m.send('O', string(offer))
-	code, data := m.read()
-	if code != 'O' || len(data) < 12 {
-		t.Fatalf("negotiation answer %q %q", code, data)
-	}
-	if v, p := binary.BigEndian.Uint32(data), binary.BigEndian.Uint32(data[8:]); v != 6 || p&noReplyStages != noReplyStages {
+	if v, p := m.negotiate(6, uint32(noReplyMTA)); v != 6 || p&noReplyStages != noReplyStages {
 		t.Fatalf("negotiated version %d protocol %#x, want 6 with the no-reply flags %#x", v, p, noReplyStages)
 	}
 	if got := m.session("192.0.2.1", "alice@example.org", "bob@example.net"); !strings.HasPrefix(got, "451 ") {
@@ -313,21 +320,14 @@ func (d recordingDecider) Decide(_ context.Context, r *engine.Request) engine.Ve
 
 func TestQuitNewConnectionForgetsTheLastHelo(t *testing.T) {
 	d := recordingDecider{reqs: make(chan engine.Request, 2)}
-	srv := New(Config{Decider: d, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(context.Background(), ln)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	c, err := net.Dial("tcp", ln.Addr().String())
+	addr := serveMilter(t, Config{Decider: d, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	m := rawMTA{t: t, c: c}
-	m.send('O', "\x00\x00\x00\x02\x00\x00\x00\x01\x00\x00\x00\x00")
-	m.read()
+	m.negotiate(2, 0) // every stage answered
 	connect := func(client string) {
 		m.send('C', "mail.example.org\x00", "4", "\x00\x19", client+"\x00")
 		m.read()

@@ -43,14 +43,21 @@ func startServerLimits(t *testing.T, limits Limits) (addr string, clock *clockte
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := engine.New(engine.Options{Clock: clock, Logger: log}, &engine.Bypass{}, g.KnownStep(), g.GreylistStep())
-	srv := New(Config{Decider: e, Logger: log, Limits: limits})
+	return serveMilter(t, Config{Decider: e, Logger: log, Limits: limits}), clock
+}
+
+// serveMilter runs a milter server of cfg on a loopback port until the
+// test ends, and returns its address.
+func serveMilter(t *testing.T, cfg Config) string {
+	t.Helper()
+	srv := New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go srv.Serve(context.Background(), ln)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return ln.Addr().String(), clock
+	return ln.Addr().String()
 }
 
 // mtaSession opens a milter session as Postfix would, up to MAIL FROM.

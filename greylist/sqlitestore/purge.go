@@ -158,13 +158,14 @@ func placeholders(n int) string {
 }
 
 // keyFields are k's fields that hold a table's key of n columns, and
-// keyArgs their values.
+// keyArgs their values; capped at n, so that appending to them never
+// writes over the fields of the longer key.
 func keyFields(k *greylist.Key, n int) []any {
-	return []any{&k.Client, &k.Sender, &k.Recipient}[:n]
+	return []any{&k.Client, &k.Sender, &k.Recipient}[:n:n]
 }
 
 func keyArgs(k greylist.Key, n int) []any {
-	return []any{k.Client, k.Sender, k.Recipient}[:n]
+	return []any{k.Client, k.Sender, k.Recipient}[:n:n]
 }
 
 // walk runs w's windows, one writer transaction each, until the end of
