@@ -101,8 +101,9 @@ func (l *Limited) Accept() (net.Conn, error) {
 		}
 		backoff = 0
 		if l.max > 0 && l.open.Load() >= int64(l.max) {
-			c.Close()
+			// Counted before it is closed: whoever sees the close sees it counted.
 			l.refused.Add(1)
+			c.Close()
 			if !l.full.Swap(true) {
 				l.log.Warn("connection limit reached; closing new connections until some end", "max_connections", l.max)
 			}
