@@ -273,9 +273,14 @@ func (s *Server) Stop() error {
 // Freeze stops the postmaster and every process of it with SIGSTOP: its
 // port still accepts connections, but nothing answers.
 func (s *Server) Freeze() error {
-	pids := append([]int{s.pid}, children(s.pid)...)
-	for _, p := range pids {
-		if err := syscall.Kill(p, syscall.SIGSTOP); err != nil {
+	// The postmaster first, so that it starts no child after the list is made.
+	if err := syscall.Kill(s.pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("pgtest: SIGSTOP %d: %w", s.pid, err)
+	}
+	for _, p := range children(s.pid) {
+		// A child listed may have ended since (a backend whose client
+		// left): there is nothing of it left to stop.
+		if err := syscall.Kill(p, syscall.SIGSTOP); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("pgtest: SIGSTOP %d: %w", p, err)
 		}
 	}
@@ -287,7 +292,7 @@ func (s *Server) Thaw() error {
 	pids := append(children(s.pid), s.pid)
 	var errs []error
 	for _, p := range pids {
-		if err := syscall.Kill(p, syscall.SIGCONT); err != nil {
+		if err := syscall.Kill(p, syscall.SIGCONT); err != nil && (p == s.pid || !errors.Is(err, syscall.ESRCH)) {
 			errs = append(errs, fmt.Errorf("pgtest: SIGCONT %d: %w", p, err))
 		}
 	}
