@@ -383,10 +383,13 @@ func TestT60FileDescriptorLimit(t *testing.T) {
 	if out, err := exec.Command("prlimit", "--pid", strconv.Itoa(pid), "--nofile="+strconv.Itoa(limit)+":"+strconv.Itoa(limit)).CombinedOutput(); err != nil {
 		t.Fatalf("prlimit: %v\n%s", err, out)
 	}
-	conns := make([]net.Conn, 40)
+	// Each front end gets more connections than the limit leaves room
+	// for, so both meet EMFILE whichever of them accepts first.
+	const each = 30
+	conns := make([]net.Conn, 2*each)
 	for i := range conns {
 		addr := gm.Addr
-		if i >= 30 {
+		if i >= each {
 			addr = paddr
 		}
 		conns[i] = dialTCP(t, addr)
@@ -398,7 +401,7 @@ func TestT60FileDescriptorLimit(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	stillRunning(t, gm)
-	t.Logf("open files %d at start, limit %d, %d with 30 milter and 10 policy connections", base, limit, openFDs(t, pid))
+	t.Logf("open files %d at start, limit %d, %d with %d milter and %d policy connections", base, limit, openFDs(t, pid), each, each)
 
 	// Free the descriptors: both front ends answer again.
 	for _, c := range conns {
