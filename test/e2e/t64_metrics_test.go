@@ -129,14 +129,11 @@ func TestT64MetricsAfterDecisions(t *testing.T) {
 	// The store is ready once its in-memory index is filled, in the
 	// background after start: on an empty file at once, on a busy machine
 	// a moment later.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		status, body := get(t, base+"/readyz")
-		if status == http.StatusOK && body == "ok\n" {
-			break
-		}
-		if time.Now().After(deadline) || status != http.StatusServiceUnavailable {
-			t.Fatalf("/readyz 10s after start: %d %q", status, body)
-		}
+	if status, body := 0, ""; !waitFor(nil, 10*time.Second, func() bool {
+		status, body = get(t, base+"/readyz")
+		return status == http.StatusOK && body == "ok\n"
+	}) {
+		t.Fatalf("/readyz 10s after start: %d %q", status, body)
 	}
 
 	a, b := "a-t64@"+harness.Domain, "b-t64@"+harness.Domain
